@@ -1,0 +1,99 @@
+# Two commands on a fresh machine (Debian, Python 3.11):
+#   make book   - install everything, execute the chapters, build the HTML book (_build/html)
+#   make test   - install everything, run the whole test suite
+# Other targets: see `make help`.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+MATHJAX := book/_static/mathjax/tex-mml-chtml.js
+WT_PROFILE ?= book
+NBVAL_SANITIZE := --nbval-sanitize-with tests/nbval_sanitize.cfg
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install book test html-committed test-unit test-notebooks test-browser \
+        test-notebooks-strict notebooks benchmark chromium clean
+
+help:
+	@echo "make book                  build the HTML book (executes the chapters; WT_PROFILE=$(WT_PROFILE))"
+	@echo "make test                  unit tests, nbval (smoke profile), book build, browser checks"
+	@echo "make test-notebooks-strict nbval in the book profile against the committed outputs (slow)"
+	@echo "make notebooks             re-execute the chapters in place (WT_PROFILE=$(WT_PROFILE))"
+	@echo "make benchmark             time the batched engine against the numpy reference"
+
+# --- installation ------------------------------------------------------------------------
+$(INSTALLED): requirements-dev.txt constraints.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(INSTALLED) $(MATHJAX)
+
+node_modules/mathjax/package.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# A 3 MB subset of MathJax 3 (the CHTML output with its fonts), so the book renders math offline.
+$(MATHJAX): node_modules/mathjax/package.json
+	rm -rf book/_static/mathjax.tmp
+	mkdir -p book/_static/mathjax.tmp/output/chtml book/_static/mathjax.tmp/input/tex
+	cp node_modules/mathjax/es5/tex-mml-chtml.js book/_static/mathjax.tmp/
+	cp -r node_modules/mathjax/es5/output/chtml/fonts book/_static/mathjax.tmp/output/chtml/
+	cp -r node_modules/mathjax/es5/input/tex/extensions book/_static/mathjax.tmp/input/tex/
+	cp -r node_modules/mathjax/es5/ui node_modules/mathjax/es5/a11y book/_static/mathjax.tmp/
+	rm -rf book/_static/mathjax && mv book/_static/mathjax.tmp book/_static/mathjax
+
+chromium:
+	@command -v chromium >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+# --- the book ----------------------------------------------------------------------------
+# jupyter-cache keys notebooks on their code cells only; clear it when src/ or the profile changes.
+book: install
+	@mkdir -p _build; key="$$(find src -name '*.py' | sort | xargs cat | sha256sum | cut -c1-16)-$(WT_PROFILE)"; \
+	if [ "$$(cat _build/.exec-key 2>/dev/null)" != "$$key" ]; then rm -rf _build/.jupyter_cache; fi; \
+	echo "$$key" > _build/.exec-key
+	WT_PROFILE=$(WT_PROFILE) WT_PROGRESS=0 $(VENV)/bin/jupyter-book build -W -n --keep-going .
+	rm -rf _build/html/reports
+	@echo "The book is in _build/html/index.html"
+
+# The book from the committed notebook outputs (no execution): what `make test` checks.
+html-committed: install
+	trap 'rm -f conf.py' EXIT; $(VENV)/bin/jupyter-book config sphinx . >/dev/null; \
+	$(VENV)/bin/sphinx-build -W -n --keep-going -q -b html -D nb_execution_mode=off . _build/html
+
+# --- tests -------------------------------------------------------------------------------
+test: install chromium
+	$(MAKE) --no-print-directory test-unit test-notebooks html-committed test-browser
+
+test-unit: install
+	WT_PROGRESS=0 $(PY) -m pytest -q -n 2 --dist loadfile -m "not browser" tests
+
+# nbval in the smoke profile: every cell must run; the claims verdicts (NBVAL_CHECK_OUTPUT) must match.
+test-notebooks: install
+	WT_PROFILE=smoke WT_PROGRESS=0 $(PY) -m pytest -q -n 2 --dist loadfile --nbval-lax $(NBVAL_SANITIZE) notebooks
+
+test-browser: install chromium
+	WT_REQUIRE_BROWSER=1 $(PY) -m pytest -q -m browser tests
+
+# nbval in the book profile against every committed output (minutes per chapter).
+test-notebooks-strict: install
+	WT_PROFILE=book WT_PROGRESS=0 $(PY) -m pytest -q -n 2 --dist loadfile --nbval $(NBVAL_SANITIZE) notebooks
+
+# Re-execute the chapters in place (what is committed is the book profile).
+notebooks: install
+	WT_PROFILE=$(WT_PROFILE) WT_PROGRESS=0 $(PY) tools/execute_notebooks.py notebooks/*.ipynb
+
+benchmark: install
+	$(PY) benchmarks/bench_engine.py
+
+clean:
+	rm -rf _build conf.py book/_static/mathjax

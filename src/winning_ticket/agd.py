@@ -1,0 +1,125 @@
+r"""Algorithm 1 as run in the paper's experiments: the plain numpy reference.
+
+Heavy-ball accelerated gradient descent (AGD) on the full batch,
+
+.. math::
+
+    W^{(t+1)} = W^{(t)} - \eta\,\nabla \hat f_D(W^{(t)}) + \beta\,(W^{(t)} - W^{(t-1)}),
+    \qquad W^{(-1)} := W^{(0)},
+
+so the first step is a plain gradient step and :math:`\beta = 0` is gradient
+descent (GD).  The rules of Section 5.1 of the paper:
+
+* stop when :math:`\|W^{(t+1)} - W^{(t)}\|_F / \|W^{(t)}\|_F < 10^{-8}`
+  or after 10000 iterations;
+* a run succeeds when :math:`\|W - W^*\|_F / \|W^*\|_F < 10^{-4}`
+  (the paper writes :math:`\|\cdot\|_2`; the spec reads it as Frobenius).
+
+A run whose iterate becomes non-finite, or whose relative error exceeds
+:data:`DIVERGENCE_ERROR`, is stopped and recorded as *diverged* (a failure);
+its returned ``W`` is the last finite iterate.
+
+This loop is the teaching reference: one problem, one run, readable.
+:func:`winning_ticket.engine.run_agd_batched` runs many at once and is tested
+against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import check_array, check_int, check_real
+from .risk import gradient
+
+STOP_TOL = 1e-8
+"""Relative-change threshold of the stopping rule."""
+MAX_ITER = 10_000
+"""Iteration cap of the paper's experiments."""
+SUCCESS_TOL = 1e-4
+"""A run succeeds when its final relative error is below this."""
+DIVERGENCE_ERROR = 1e6
+"""A run whose relative error exceeds this is stopped as diverged."""
+
+STATUS_NAMES = ("running", "converged", "max_iter", "diverged")
+"""Status codes: index 1 = stopped by the 1e-8 rule, 2 = hit the cap, 3 = diverged."""
+CONVERGED, MAX_ITERATIONS, DIVERGED = 1, 2, 3
+
+
+def relative_error(W: np.ndarray, w_star: np.ndarray) -> float:
+    """:math:`\\|W - W^*\\|_F / \\|W^*\\|_F`."""
+    return float(np.linalg.norm(W - w_star) / np.linalg.norm(w_star))
+
+
+def check_agd_params(eta: float, beta: float, max_iter: int, tol: float) -> tuple[float, float, int, float]:
+    """Validate AGD hyper-parameters; return them as plain numbers."""
+    return (
+        check_real("eta", eta, 0.0, low_open=True),
+        check_real("beta", beta, 0.0, 1.0, high_open=True),
+        check_int("max_iter", max_iter, 1),
+        check_real("tol", tol, 0.0),
+    )
+
+
+@dataclass
+class AGDResult:
+    """Outcome of one AGD run.
+
+    ``rel_error[t]`` is the relative error of :math:`W^{(t)}`, for
+    ``t = 0..iterations``.
+    """
+
+    W: np.ndarray
+    iterations: int
+    rel_error: np.ndarray
+    status: int
+
+    @property
+    def status_name(self) -> str:
+        return STATUS_NAMES[self.status]
+
+    @property
+    def final_error(self) -> float:
+        return float(self.rel_error[-1])
+
+    @property
+    def success(self) -> bool:
+        return self.status != DIVERGED and self.final_error < SUCCESS_TOL
+
+
+def run_agd(
+    Xs: np.ndarray,
+    y: np.ndarray,
+    w_star: np.ndarray,
+    W0: np.ndarray,
+    eta: float = 0.5,
+    beta: float = 0.2,
+    max_iter: int = MAX_ITER,
+    tol: float = STOP_TOL,
+) -> AGDResult:
+    """Run full-batch AGD from ``W0`` on one problem (``Xs`` is ``(K, N, r)``)."""
+    eta, beta, max_iter, tol = check_agd_params(eta, beta, max_iter, tol)
+    if Xs.ndim != 3:
+        raise ValueError(f"Xs must have shape (K, N, r), got {Xs.shape}")
+    K, N, r = Xs.shape
+    y = check_array("y", y, (N,))
+    w_star = check_array("w_star", w_star, (r, K))
+    W = check_array("W0", W0, (r, K)).copy()
+
+    W_prev = W.copy()
+    history = [relative_error(W, w_star)]
+    status = MAX_ITERATIONS
+    for _ in range(max_iter):
+        W_next = W - eta * gradient(Xs, y, W) + beta * (W - W_prev)
+        err = relative_error(W_next, w_star) if np.all(np.isfinite(W_next)) else np.inf
+        if not err <= DIVERGENCE_ERROR:
+            status = DIVERGED
+            break
+        change = np.linalg.norm(W_next - W) / np.linalg.norm(W)
+        W_prev, W = W, W_next
+        history.append(err)
+        if change < tol:
+            status = CONVERGED
+            break
+    return AGDResult(W=W, iterations=len(history) - 1, rel_error=np.asarray(history), status=status)

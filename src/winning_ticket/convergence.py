@@ -1,0 +1,283 @@
+r"""The Convergence chapter: paper Fig. 3 and Theorem 2.
+
+Set-up of Fig. 3 (spec section 5.1): :math:`N = 3000`, :math:`d = 300`,
+:math:`K = 5`, noiseless data, AGD with :math:`\eta = 0.5`, :math:`\beta = 0.2`
+and GD (:math:`\beta = 0`).  The paper leaves the grid of :math:`r`, the
+starting distance :math:`\lambda` and the trial count open; we take
+:math:`\lambda = 0.5` and the grids of :meth:`ConvergenceConfig.for_profile`.
+
+Design choice (recorded in the chapter): every problem instance is run from
+``starts`` independent starting points, each with AGD and with GD from the
+same point, so AGD-versus-GD is a paired comparison and the runs of one
+problem share its data in the batched engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ._checks import check_int, check_real
+from .agd import MAX_ITER, STATUS_NAMES, STOP_TOL
+from .claims import Claim
+from .engine import run_agd_batched
+from .model import initial_point, make_problem, seed_sequence
+from .plotting import PALETTE, sequential_colors
+from .profiles import current_profile
+from .rates import fit_rate
+
+AGD, GD = "AGD (β = 0.2)", "GD (β = 0)"
+
+
+@dataclass(frozen=True)
+class ConvergenceConfig:
+    """Parameters of the Fig. 3 experiment."""
+
+    N: int = 3000
+    d: int = 300
+    K: int = 5
+    r_values: tuple[int, ...] = (30, 60, 90, 120, 150, 180, 210, 240, 270, 300)
+    trials: int = 20
+    starts: int = 1
+    lam: float = 0.5
+    eta: float = 0.5
+    beta: float = 0.2
+    max_iter: int = MAX_ITER
+    tol: float = STOP_TOL
+    seed: int = 2021
+    profile: str = "custom"
+
+    def __post_init__(self) -> None:
+        check_int("N", self.N, 1)
+        check_int("d", self.d, 1)
+        check_int("K", self.K, 1)
+        if not self.r_values:
+            raise ValueError("r_values must not be empty")
+        for r in self.r_values:
+            check_int("r", r, 1, self.d)
+        check_int("trials", self.trials, 1)
+        check_int("starts", self.starts, 1)
+        check_real("lam", self.lam, 0.0)
+        check_real("eta", self.eta, 0.0, low_open=True)
+        check_real("beta", self.beta, 0.0, 1.0, high_open=True)
+
+    @classmethod
+    def for_profile(cls, profile: str | None = None) -> "ConvergenceConfig":
+        """The configuration of a profile (``$WT_PROFILE`` by default)."""
+        name = current_profile(profile)
+        if name == "smoke":
+            return cls(N=800, d=60, K=3, r_values=(5, 10, 20, 40), trials=2, starts=1, profile=name)
+        if name == "book":
+            return cls(r_values=(25, 50, 100, 150, 200), trials=3, starts=2, profile=name)
+        return cls(profile=name)
+
+    def table(self) -> pd.DataFrame:
+        """The parameters as a two-column table for the chapter."""
+        d = asdict(self)
+        d["r_values"] = ", ".join(map(str, self.r_values))
+        values = [f"{v:g}" if isinstance(v, float) else str(v) for v in d.values()]
+        return pd.DataFrame({"value": values}, index=pd.Index(list(d), name="parameter"))
+
+
+@dataclass
+class ConvergenceResult:
+    """Runs of the Fig. 3 experiment.
+
+    ``runs`` has one row per run (r, trial, start, method, iterations, status,
+    final error, success, fitted rate and R^2); ``histories[r]`` holds the
+    relative-error histories, shape ``(trials, 2*starts, T+1)``, columns in the
+    order AGD, GD, AGD, GD, ...
+    """
+
+    config: ConvergenceConfig
+    runs: pd.DataFrame
+    histories: dict[int, np.ndarray] = field(repr=False)
+    seconds: float = 0.0
+    flops: float = 0.0
+
+
+def run_convergence(config: ConvergenceConfig, *, device=None, progress: bool | None = None) -> ConvergenceResult:
+    """Run AGD and GD for every ``r`` of the grid; seeds are keyed by ``(r, trial)``."""
+    import time
+
+    c = config
+    methods = [AGD, GD] * c.starts
+    betas = np.array([c.beta, 0.0] * c.starts)
+    rows, histories, flops = [], {}, 0.0
+    t0 = time.perf_counter()
+    for r in c.r_values:
+        problems = [make_problem(c.N, c.d, c.K, r, 0.0, seed_sequence(c.seed, r, trial, 0)) for trial in range(c.trials)]
+        W0 = np.stack(
+            [
+                np.stack([initial_point(p.w_star, c.lam, seed_sequence(c.seed, r, trial, 1, s)) for s in range(c.starts) for _ in (AGD, GD)])
+                for trial, p in enumerate(problems)
+            ]
+        )
+        res = run_agd_batched(problems, W0, c.eta, betas, max_iter=c.max_iter, tol=c.tol, device=device, progress=progress)
+        histories[r] = res.rel_error
+        flops += res.flops(c.N, r, c.K)
+        for trial in range(c.trials):
+            for col, method in enumerate(methods):
+                fit = fit_rate(res.rel_error[trial, col])
+                rows.append(
+                    dict(
+                        r=r,
+                        sqrt_r=float(np.sqrt(r)),
+                        trial=trial,
+                        start=col // 2,
+                        method=method,
+                        iterations=int(res.iterations[trial, col]),
+                        status=STATUS_NAMES[res.status[trial, col]],
+                        final_error=float(res.final_error[trial, col]),
+                        success=bool(res.success[trial, col]),
+                        rate=fit.rate,
+                        r2=fit.r2,
+                    )
+                )
+    seconds = time.perf_counter() - t0
+    return ConvergenceResult(config=c, runs=pd.DataFrame(rows), histories=histories, seconds=seconds, flops=flops)
+
+
+def summary(result: ConvergenceResult) -> pd.DataFrame:
+    """Per ``(r, method)``: runs, successes, mean iterations, rate mean and spread."""
+    g = result.runs.groupby(["r", "method"], sort=True)
+    out = g.agg(
+        runs=("rate", "size"),
+        successes=("success", "sum"),
+        iterations=("iterations", "mean"),
+        rate_mean=("rate", "mean"),
+        rate_min=("rate", "min"),
+        rate_max=("rate", "max"),
+        min_r2=("r2", "min"),
+    )
+    out["iterations"] = out["iterations"].round(1)
+    return out
+
+
+def speedup(result: ConvergenceResult) -> pd.DataFrame:
+    r"""Per r: mean rates and the speed-up :math:`(1-\nu_{AGD})/(1-\nu_{GD})` of paired runs.
+
+    For small steps the heavy-ball recursion behaves like GD with step
+    :math:`\eta/(1-\beta)`, so the speed-up is close to :math:`1/(1-\beta)`
+    (1.25 for :math:`\beta = 0.2`); the column ``heavy_ball_limit`` shows that value.
+    """
+    wide = result.runs.pivot_table(index=["r", "trial", "start"], columns="method", values="rate").dropna()
+    ratio = ((1 - wide[AGD]) / (1 - wide[GD])).groupby(level="r")
+    out = pd.DataFrame(
+        {
+            "rate_AGD": wide[AGD].groupby(level="r").mean(),
+            "rate_GD": wide[GD].groupby(level="r").mean(),
+            "speedup_mean": ratio.mean(),
+            "speedup_min": ratio.min(),
+            "speedup_max": ratio.max(),
+        }
+    )
+    out["heavy_ball_limit"] = 1.0 / (1.0 - result.config.beta)
+    return out
+
+
+def _bootstrap_slope(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int, n_boot: int = 2000):
+    """Least-squares slope of y on x and a 95% bootstrap interval (resampling runs within each group)."""
+    slope = np.polyfit(x, y, 1)[0]
+    rng = np.random.default_rng(seed)
+    idx_by_group = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(ix, size=ix.size, replace=True) for ix in idx_by_group])
+        boots[b] = np.polyfit(x[idx], y[idx], 1)[0]
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return float(slope), float(lo), float(hi)
+
+
+def check_claims(result: ConvergenceResult, r2_threshold: float = 0.99) -> list[Claim]:
+    """The three claims of Fig. 3, decided from the runs."""
+    runs = result.runs
+    fitted = runs.dropna(subset=["rate"])
+    claims = []
+
+    # 1. Linear convergence: log(error) is a straight line in t.
+    frac = float((fitted["r2"] >= r2_threshold).mean()) if len(fitted) else 0.0
+    claims.append(
+        Claim(
+            name="linear-convergence",
+            statement="The relative error decays linearly (a straight line on a log axis) for every r.",
+            holds=bool(len(fitted) == len(runs) and frac == 1.0),
+            statistic=(
+                f"R² of log-linear fits: min {fitted['r2'].min():.4f}, median {fitted['r2'].median():.4f}; "
+                f"{len(fitted)}/{len(runs)} runs reach the fit window"
+            ),
+            rule=f"every run reaches the window 1e-7 < error < 1e-2 and fits with R² ≥ {r2_threshold}",
+        )
+    )
+
+    # 2. The rate grows with sqrt(r), for AGD and for GD.
+    parts, ok = [], True
+    for method in (AGD, GD):
+        m = fitted[fitted["method"] == method]
+        slope, lo, hi = _bootstrap_slope(
+            m["sqrt_r"].to_numpy(), m["rate"].to_numpy(), m["r"].to_numpy(), seed=result.config.seed
+        )
+        means = m.groupby("r")["rate"].mean().to_numpy()
+        increasing = bool(np.all(np.diff(means) > 0))
+        ok &= lo > 0 and increasing
+        parts.append(f"{method.split()[0]}: slope {slope:.2e} per unit √r, 95% CI [{lo:.2e}, {hi:.2e}]")
+    claims.append(
+        Claim(
+            name="rate-grows-with-sqrt-r",
+            statement="The convergence rate ν increases with √r (larger r converges more slowly).",
+            holds=bool(ok),
+            statistic="; ".join(parts),
+            rule="for AGD and for GD, the mean rate increases from each r to the next and the bootstrap CI of the slope of ν on √r lies above 0",
+        )
+    )
+
+    # 3. AGD is faster than GD at every r (paired: same problem, same start).
+    wide = fitted.pivot_table(index=["r", "trial", "start"], columns="method", values="rate").dropna()
+    faster = (wide[AGD] < wide[GD]).groupby(level="r").mean()
+    gap = (wide[GD] - wide[AGD]).groupby(level="r").mean()
+    claims.append(
+        Claim(
+            name="agd-faster-than-gd",
+            statement="AGD converges faster than GD (smaller ν) at every r.",
+            holds=bool(len(faster) == len(result.config.r_values) and (faster == 1.0).all()),
+            statistic=(
+                f"AGD faster in {int((wide[AGD] < wide[GD]).sum())}/{len(wide)} paired runs; "
+                f"mean ν_GD − ν_AGD between {gap.min():.2e} and {gap.max():.2e} across r"
+            ),
+            rule="at every r, ν_AGD < ν_GD in every paired run (same data, same start)",
+        )
+    )
+    return claims
+
+
+def plot_figure3(result: ConvergenceResult):
+    """Fig. 3: (a) relative error against iteration for each r (AGD); (b) rate against √r."""
+    c = result.config
+    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(10, 4))
+    colors = sequential_colors(len(c.r_values))
+    for color, r in zip(colors, c.r_values):
+        h = result.histories[r][0, 0]
+        h = h[np.isfinite(h)]
+        ax_a.semilogy(np.arange(h.size), h, color=color, label=f"r = {r}")
+    ax_a.axhline(1e-4, color="0.4", ls=":", lw=1)
+    ax_a.text(0.99, 1.3e-4, "success threshold", color="0.35", ha="right", va="bottom",
+              transform=ax_a.get_yaxis_transform(), fontsize=8)
+    ax_a.set_xlabel("iteration t")
+    ax_a.set_ylabel(r"relative error $\|W^{(t)}-W^*\|_F/\|W^*\|_F$")
+    ax_a.set_title("(a) AGD, first trial per r", loc="left")
+    ax_a.legend(fontsize=8, ncol=2)
+
+    runs = result.runs.dropna(subset=["rate"])
+    for color, marker, method in ((PALETTE[0], "o", AGD), (PALETTE[1], "s", GD)):
+        m = runs[runs["method"] == method]
+        ax_b.scatter(m["sqrt_r"], m["rate"], color=color, alpha=0.35, s=14, marker=marker, linewidths=0)
+        mean = m.groupby("sqrt_r")["rate"].mean()
+        ax_b.plot(mean.index, mean.to_numpy(), color=color, marker=marker, label=f"{method}, mean")
+    ax_b.set_xlabel(r"$\sqrt{r}$")
+    ax_b.set_ylabel(r"convergence rate $\nu$ (per iteration)")
+    ax_b.set_title("(b) rate against √r (dots: single runs)", loc="left")
+    ax_b.legend(fontsize=8)
+    return fig

@@ -1,0 +1,26 @@
+"""Profiles choose problem sizes: ``smoke``, ``book`` (default) or ``paper``.
+
+* ``smoke``: seconds; a pipeline check used by the test suite (nbval).
+* ``book``: what the published book shows; each chapter runs in at most
+  about 3 minutes on 2 CPU cores.
+* ``paper``: the paper's sizes and trial counts; may need a GPU.
+
+Select one with the environment variable ``WT_PROFILE``; every chapter prints
+the profile that produced its figures.
+"""
+
+from __future__ import annotations
+
+import os
+
+PROFILES = ("smoke", "book", "paper")
+DEFAULT_PROFILE = "book"
+
+
+def current_profile(profile: str | None = None) -> str:
+    """``profile`` if given, else ``$WT_PROFILE``, else ``"book"``; validated."""
+    name = profile if profile is not None else os.environ.get("WT_PROFILE", DEFAULT_PROFILE)
+    name = name.strip().lower()
+    if name not in PROFILES:
+        raise ValueError(f"WT_PROFILE / profile = {name!r} is not a profile; allowed: {', '.join(PROFILES)}")
+    return name

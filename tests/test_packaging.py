@@ -1,0 +1,40 @@
+"""The pins agree everywhere: requirements-dev.txt, constraints.txt and environment.yml."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pins(lines):
+    pins = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        m = re.fullmatch(r"([A-Za-z0-9_.\-\[\]]+)==([^\s;]+)", line)
+        if m:
+            pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return pins
+
+
+def _requirements():
+    return _pins((ROOT / "requirements-dev.txt").read_text().splitlines())
+
+
+def test_every_requirement_is_pinned_exactly():
+    lines = [ln.split("#", 1)[0].strip() for ln in (ROOT / "requirements-dev.txt").read_text().splitlines()]
+    lines = [ln for ln in lines if ln]
+    assert len(_requirements()) == len(lines), "every line of requirements-dev.txt must be name==version"
+    assert _requirements()["torch"] == "2.13.0"
+
+
+def test_environment_yml_repeats_the_pip_pins():
+    env = (ROOT / "environment.yml").read_text().splitlines()
+    pip_lines = [ln.strip()[2:].strip() for ln in env if ln.startswith("      - ")]
+    assert _pins(pip_lines) == _requirements()
+
+
+def test_constraints_agree_with_requirements():
+    constraints = _pins((ROOT / "constraints.txt").read_text().splitlines())
+    for name, version in _requirements().items():
+        assert constraints.get(name) == version, f"{name}: constraints.txt has {constraints.get(name)}, requirements {version}"
+    assert not any(name.startswith("nvidia-") for name in constraints), "a CUDA build of torch crept in"
