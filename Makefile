@@ -37,6 +37,8 @@ $(INSTALLED): requirements-dev.txt constraints.txt pyproject.toml
 install: $(INSTALLED) $(MATHJAX)
 
 node_modules/mathjax/package.json: package.json package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm >/dev/null; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -14,6 +14,7 @@ problem share its data in the batched engine.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 
 import matplotlib.pyplot as plt
@@ -101,8 +102,6 @@ class ConvergenceResult:
 
 def run_convergence(config: ConvergenceConfig, *, device=None, progress: bool | None = None) -> ConvergenceResult:
     """Run AGD and GD for every ``r`` of the grid; seeds are keyed by ``(r, trial)``."""
-    import time
-
     c = config
     methods = [AGD, GD] * c.starts
     betas = np.array([c.beta, 0.0] * c.starts)

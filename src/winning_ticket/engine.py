@@ -37,8 +37,17 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ._checks import check_int, check_real
-from .agd import CONVERGED, DIVERGED, DIVERGENCE_ERROR, MAX_ITER, MAX_ITERATIONS, STATUS_NAMES, STOP_TOL, SUCCESS_TOL
+from .agd import (
+    CONVERGED,
+    DIVERGED,
+    DIVERGENCE_ERROR,
+    MAX_ITER,
+    MAX_ITERATIONS,
+    STATUS_NAMES,
+    STOP_TOL,
+    SUCCESS_TOL,
+    check_agd_params,
+)
 from .model import Problem
 from .progress import progress_bar
 
@@ -161,12 +170,14 @@ class BatchResult:
 
 
 def _per_run(name: str, value, B: int, S: int) -> np.ndarray:
-    arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (B, S)).copy() if np.ndim(value) < 2 else None
-    if arr is None:
-        arr = np.asarray(value, dtype=np.float64)
-        if arr.shape != (B, S):
-            raise ValueError(f"{name} must be a scalar, an (S,) or a (B, S) array; got shape {arr.shape}")
-    return arr
+    """``value`` (a scalar, one per run column ``(S,)`` or one per run ``(B, S)``) as a ``(B, S)`` array."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim > 2 or (arr.ndim == 2 and arr.shape != (B, S)):
+        raise ValueError(f"{name} must be a scalar, an (S,) or a (B, S) array; got shape {arr.shape}")
+    try:
+        return np.broadcast_to(arr, (B, S)).copy()
+    except ValueError:
+        raise ValueError(f"{name} must be a scalar, an (S,) or a (B, S) array; got shape {arr.shape}") from None
 
 
 def run_agd_batched(
@@ -209,10 +220,7 @@ def run_agd_batched(
     S = W0.shape[1]
     etas, betas = _per_run("eta", eta, B, S), _per_run("beta", beta, B, S)
     for e_, b_ in zip(etas.ravel(), betas.ravel()):
-        check_real("eta", e_, 0.0, low_open=True)
-        check_real("beta", b_, 0.0, 1.0, high_open=True)
-    max_iter = check_int("max_iter", max_iter, 1)
-    tol = check_real("tol", tol, 0.0)
+        _, _, max_iter, tol = check_agd_params(e_, b_, max_iter, tol)
     device = torch.device(device) if device is not None else default_device()
     if max_chunk_bytes is None:
         max_chunk_bytes = (4 << 30) if device.type == "cuda" else (48 << 20)
