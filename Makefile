@@ -70,7 +70,7 @@ book: install
 # The book from the committed notebook outputs (no execution): what `make test` checks.
 html-committed: install
 	trap 'rm -f conf.py' EXIT; $(VENV)/bin/jupyter-book config sphinx . >/dev/null; \
-	$(VENV)/bin/sphinx-build -W -n --keep-going -q -b html -D nb_execution_mode=off . _build/html
+	$(VENV)/bin/sphinx-build -E -W -n --keep-going -q -b html -D nb_execution_mode=off . _build/html
 
 # --- tests -------------------------------------------------------------------------------
 test: install chromium
