@@ -80,15 +80,16 @@ test-unit: install
 	WT_PROGRESS=0 $(PY) -m pytest -q -n 2 --dist loadfile -m "not browser" tests
 
 # nbval in the smoke profile: every cell must run; the claims verdicts (NBVAL_CHECK_OUTPUT) must match.
+# Two kernels run at once, so each gets one thread (two threads each would oversubscribe 2 cores).
 test-notebooks: install
-	WT_PROFILE=smoke WT_PROGRESS=0 $(PY) -m pytest -q -n 2 --dist loadfile --nbval-lax $(NBVAL_SANITIZE) notebooks
+	OMP_NUM_THREADS=1 WT_PROFILE=smoke WT_PROGRESS=0 $(PY) -m pytest -q -n 2 --dist loadfile --nbval-lax $(NBVAL_SANITIZE) notebooks
 
 test-browser: install chromium
 	WT_REQUIRE_BROWSER=1 $(PY) -m pytest -q -m browser tests
 
 # nbval in the book profile against every committed output (minutes per chapter).
 test-notebooks-strict: install
-	WT_PROFILE=book WT_PROGRESS=0 $(PY) -m pytest -q -n 2 --dist loadfile --nbval $(NBVAL_SANITIZE) notebooks
+	OMP_NUM_THREADS=1 WT_PROFILE=book WT_PROGRESS=0 $(PY) -m pytest -q -n 2 --dist loadfile --nbval $(NBVAL_SANITIZE) notebooks
 
 # Re-execute the chapters in place (what is committed is the book profile).
 notebooks: install

@@ -22,7 +22,7 @@ import torch
 
 from winning_ticket.agd import run_agd
 from winning_ticket.engine import run_agd_batched
-from winning_ticket.model import initial_point, make_problem, seed_sequence
+from winning_ticket.model import initial_point, make_problem, seed_sequence, starts_along
 
 QUOTED_PEAK_F64 = 44.0  # GFLOP/s, float64 GEMM on the project's 2-core reference machine (issue #2)
 
@@ -63,9 +63,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gpu-batch", type=int, default=256, help="problems in the large-batch GPU variant")
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--workload", choices=["fig3", "fig2"], default="fig3",
+                    help="fig3: N=3000 d=300 K=5, AGD+GD per problem; fig2: N=3000 d=500 K=5, "
+                         "5 lambdas x 2 step sizes (10 runs) per problem, as in the Landscape chapter")
     args = ap.parse_args()
 
-    N, d, K, r, P, T = 3000, 300, 5, args.r, args.problems, args.iters
+    N, d, K, r, P, T = 3000, (300 if args.workload == "fig3" else 500), 5, args.r, args.problems, args.iters
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
     peak = gemm_peak(args.device, args.repeats)
     bw = read_bandwidth(args.device, args.repeats)
@@ -74,7 +77,6 @@ def main() -> None:
     # S/4 flop per byte of memory traffic when the data does not stay in cache.
     print(f"streaming read bandwidth: {bw:.1f} GB/s -> memory roofline {0.5 * bw:.1f} GFLOP/s for S = 2 runs "
           f"per problem, {1.0 * bw:.1f} for S = 4")
-    print(f"workload: {P} problems x (AGD, GD), N={N} d={d} K={K} r={r}, {T} iterations per run\n")
 
     def workload(n_problems: int, starts: int):
         probs = [make_problem(N, d, K, r, 0.0, seed_sequence(0, i)) for i in range(n_problems)]
@@ -82,6 +84,39 @@ def main() -> None:
                        for i, p in enumerate(probs)])
         return probs, W0, np.array([0.2, 0.0] * starts)
 
+    if args.workload == "fig2":
+        lams, etas = (0.5, 1.0, 2.0, 4.0, 8.0), (0.5, 5.0)
+        probs = [make_problem(N, d, K, r, 0.0, seed_sequence(0, i)) for i in range(P)]
+        W0 = np.stack([starts_along(p.w_star, [lam for _ in etas for lam in lams], seed_sequence(1, i))
+                       for i, p in enumerate(probs)])
+        eta_cols = np.array([eta for eta in etas for _ in lams])
+        S = W0.shape[1]
+        print(f"Fig. 2 workload: {P} problems x {S} runs (5 lambdas x 2 step sizes), N={N} d={d} K={K} r={r}, "
+              f"{T} iterations per run\n")
+        flop_per_run = 4.0 * N * r * K * T
+        ref_rate = None
+        if not args.skip_reference:
+            subs = [p.sub_inputs() for p in probs]
+
+            def reference():
+                for i, p in enumerate(probs):
+                    for s in range(S):
+                        run_agd(subs[i], p.y, p.w_star, W0[i, s], eta_cols[s], 0.2, max_iter=T, tol=0.0)
+
+            t = median_time(reference, 1)
+            ref_rate = P * S / t
+            print(f"{'numpy reference, one run at a time':<48s} {ref_rate:9.2f} runs/s  "
+                  f"{P * S * flop_per_run / t / 1e9:7.1f} GFLOP/s")
+        t = median_time(lambda: run_agd_batched(probs, W0, eta_cols, 0.2, max_iter=T, tol=0.0, device=args.device,
+                                                progress=False, record_history=False), args.repeats)
+        gflops = P * S * flop_per_run / t / 1e9
+        ratio = f"{P * S / t / ref_rate:7.1f}x" if ref_rate else "      -"
+        print(f"{'engine, one problem shared by its 10 runs':<48s} {P * S / t:9.2f} runs/s  {gflops:7.1f} GFLOP/s  "
+              f"{ratio}  {100 * gflops / peak:5.1f}% of peak  ({100 * gflops / QUOTED_PEAK_F64:.0f}% of "
+              f"{QUOTED_PEAK_F64:.0f})")
+        return
+
+    print(f"workload: {P} problems x (AGD, GD), N={N} d={d} K={K} r={r}, {T} iterations per run\n")
     flop_per_run = 4.0 * N * r * K * T
     rows = []
 

@@ -6,14 +6,19 @@ Usage: WT_PROFILE=paper python benchmarks/time_chapters.py [convergence ...] [--
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
-from winning_ticket import convergence
+from winning_ticket import convergence, landscape, noise, samplecomplexity
 from winning_ticket.claims import verdict_lines
 from winning_ticket.profiles import current_profile
 
 CHAPTERS = {
     "convergence": (convergence.ConvergenceConfig.for_profile, convergence.run_convergence, convergence.check_claims),
+    "landscape": (landscape.LandscapeConfig.for_profile, landscape.run_landscape, landscape.check_claims),
+    "sample_complexity": (samplecomplexity.SampleComplexityConfig.for_profile, samplecomplexity.run_sample_complexity,
+                          samplecomplexity.check_claims),
+    "noise": (noise.NoiseConfig.for_profile, noise.run_noise, noise.check_claims),
 }
 
 
@@ -21,15 +26,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("chapters", nargs="*", default=list(CHAPTERS), choices=list(CHAPTERS))
     ap.add_argument("--device", default=None)
+    ap.add_argument("--trials", type=int, default=None, help="override the profile's trial count")
     args = ap.parse_args()
     profile = current_profile()
     for name in args.chapters:
         make_config, run, check = CHAPTERS[name]
         start = time.perf_counter()
-        result = run(make_config(), device=args.device)
+        config = make_config()
+        if args.trials is not None:
+            config = dataclasses.replace(config, trials=args.trials)
+        result = run(config, device=args.device)
         seconds = time.perf_counter() - start
-        print(f"== {name} (profile {profile}): {seconds:.1f} s, {len(result.runs)} runs,"
-              f" {result.flops / seconds / 1e9:.1f} GFLOP/s")
+        flops = getattr(result, "flops", None)
+        rate = f", {flops / seconds / 1e9:.1f} GFLOP/s" if flops else ""
+        print(f"== {name} (profile {profile}, {config.trials} trials): {seconds:.1f} s, {len(result.runs)} runs{rate}",
+              flush=True)
         print(verdict_lines(check(result)))
 
 

@@ -127,3 +127,31 @@ def test_gpu_equals_cpu():
     gpu = run_agd_batched(probs, W0, 0.5, [0.2, 0.0], device="cuda", progress=False)
     np.testing.assert_array_equal(cpu.iterations, gpu.iterations)
     np.testing.assert_allclose(cpu.W, gpu.W, rtol=1e-9, atol=1e-14)
+
+
+def test_early_success_gives_the_full_protocols_verdict():
+    # starts near and far; with a small cap some runs fail, with a larger one most succeed
+    probs = _problems(4, N=200, d=30, K=3, r=10)
+    W0 = np.stack([[initial_point(p.w_star, lam, seed_sequence(3, b)) for lam in (0.3, 1.0, 3.0)]
+                   for b, p in enumerate(probs)])
+    verdicts = []
+    for cap in (600, 3000):
+        full = run_agd_batched(probs, W0, 0.5, 0.2, max_iter=cap, device="cpu", progress=False)
+        early = run_agd_batched(probs, W0, 0.5, 0.2, max_iter=cap, device="cpu", progress=False, success_stop=1e-4)
+        np.testing.assert_array_equal(full.success, early.success)
+        if full.success.any():
+            assert early.iterations[early.success].sum() < full.iterations[full.success].sum()
+            assert set(early.status_names[early.success]) == {"early_success"}
+        verdicts.append(full.success)
+    both = np.concatenate(verdicts)
+    assert both.any() and not both.all()  # the test saw successes and failures
+
+
+def test_sharing_a_problem_across_starts_changes_nothing():
+    probs = _problems(2)
+    W0 = _starts(probs, 3)
+    shared = run_agd_batched(probs, W0, 0.5, 0.2, device="cpu", progress=False)
+    for s in range(3):
+        alone = run_agd_batched(probs, W0[:, s : s + 1], 0.5, 0.2, device="cpu", progress=False)
+        np.testing.assert_array_equal(shared.iterations[:, s], alone.iterations[:, 0])
+        np.testing.assert_allclose(shared.W[:, s], alone.W[:, 0], rtol=1e-12, atol=1e-15)

@@ -42,9 +42,10 @@ SUCCESS_TOL = 1e-4
 DIVERGENCE_ERROR = 1e6
 """A run whose relative error exceeds this is stopped as diverged."""
 
-STATUS_NAMES = ("running", "converged", "max_iter", "diverged")
-"""Status codes: index 1 = stopped by the 1e-8 rule, 2 = hit the cap, 3 = diverged."""
-CONVERGED, MAX_ITERATIONS, DIVERGED = 1, 2, 3
+STATUS_NAMES = ("running", "converged", "max_iter", "diverged", "early_success")
+"""Status codes: 1 = stopped by the 1e-8 rule, 2 = hit the cap, 3 = diverged,
+4 = stopped early as a success (engine option ``success_stop``)."""
+CONVERGED, MAX_ITERATIONS, DIVERGED, EARLY_SUCCESS = 1, 2, 3, 4
 
 
 def relative_error(W: np.ndarray, w_star: np.ndarray) -> float:

@@ -29,6 +29,7 @@ from .model import initial_point, make_problem, seed_sequence
 from .plotting import PALETTE, sequential_colors
 from .profiles import current_profile
 from .rates import fit_rate
+from .stats import bootstrap_slope
 
 AGD, GD = "AGD (β = 0.2)", "GD (β = 0)"
 
@@ -178,19 +179,6 @@ def speedup(result: ConvergenceResult) -> pd.DataFrame:
     return out
 
 
-def _bootstrap_slope(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int, n_boot: int = 2000):
-    """Least-squares slope of y on x and a 95% bootstrap interval (resampling runs within each group)."""
-    slope = np.polyfit(x, y, 1)[0]
-    rng = np.random.default_rng(seed)
-    idx_by_group = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = np.concatenate([rng.choice(ix, size=ix.size, replace=True) for ix in idx_by_group])
-        boots[b] = np.polyfit(x[idx], y[idx], 1)[0]
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return float(slope), float(lo), float(hi)
-
-
 def check_claims(result: ConvergenceResult, r2_threshold: float = 0.99) -> list[Claim]:
     """The three claims of Fig. 3, decided from the runs."""
     runs = result.runs
@@ -216,7 +204,7 @@ def check_claims(result: ConvergenceResult, r2_threshold: float = 0.99) -> list[
     parts, ok = [], True
     for method in (AGD, GD):
         m = fitted[fitted["method"] == method]
-        slope, lo, hi = _bootstrap_slope(
+        slope, lo, hi = bootstrap_slope(
             m["sqrt_r"].to_numpy(), m["rate"].to_numpy(), m["r"].to_numpy(), seed=result.config.seed
         )
         means = m.groupby("r")["rate"].mean().to_numpy()

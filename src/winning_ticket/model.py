@@ -170,3 +170,14 @@ def initial_point(w_star: np.ndarray, lam: float, seed: SeedLike) -> np.ndarray:
     rng = np.random.default_rng(seed if isinstance(seed, np.random.SeedSequence) else seed_sequence(seed))
     delta = rng.standard_normal(w_star.shape)
     return w_star + lam * np.linalg.norm(w_star) * delta / np.linalg.norm(delta)
+
+
+def starts_along(w_star: np.ndarray, lams, seed: SeedLike) -> np.ndarray:
+    r"""Starts at relative distances ``lams`` from :math:`W^*` along one random direction.
+
+    Returns ``(len(lams), r, K)``; entry ``i`` is
+    :math:`W^* + \lambda_i \|W^*\|_F\,\Delta/\|\Delta\|_F` with the same Gaussian :math:`\Delta`
+    for every :math:`\lambda_i` (so a grid of distances varies one thing at a time).
+    """
+    lams = [check_real("lam", lam, 0.0) for lam in np.atleast_1d(lams)]
+    return np.stack([initial_point(w_star, lam, seed) for lam in lams])
