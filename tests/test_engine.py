@@ -155,3 +155,13 @@ def test_sharing_a_problem_across_starts_changes_nothing():
         alone = run_agd_batched(probs, W0[:, s : s + 1], 0.5, 0.2, device="cpu", progress=False)
         np.testing.assert_array_equal(shared.iterations[:, s], alone.iterations[:, 0])
         np.testing.assert_allclose(shared.W[:, s], alone.W[:, 0], rtol=1e-12, atol=1e-15)
+
+
+def test_mean_rate_matches_the_fitted_rate_on_long_runs():
+    from winning_ticket.rates import fit_rate
+
+    probs = _problems(1)
+    res = run_agd_batched(probs, _starts(probs, 1, lam=0.5), 0.5, 0.2, device="cpu", progress=False)
+    fitted = fit_rate(res.rel_error[0, 0]).rate
+    assert res.mean_rate(0.5)[0, 0] == pytest.approx(fitted, abs=2e-3)
+    assert res.mean_rate(0.5)[0, 0] < 1

@@ -166,6 +166,16 @@ class BatchResult:
     def status_names(self) -> np.ndarray:
         return np.asarray(STATUS_NAMES, dtype=object)[self.status]
 
+    def mean_rate(self, initial_error) -> np.ndarray:
+        """Mean contraction per iteration, ``(final_error / initial_error) ** (1 / iterations)``.
+
+        Needs no history; for a run in its linear phase it approaches the fitted rate of
+        :mod:`winning_ticket.rates`.  NaN for runs that made no iteration.
+        """
+        init = np.broadcast_to(np.asarray(initial_error, dtype=np.float64), self.final_error.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.iterations > 0, (self.final_error / init) ** (1.0 / self.iterations), np.nan)
+
     def flops(self, N: int, r: int, K: int) -> float:
         """Useful floating-point work done: 4 N r K per iteration of each run."""
         return float(4.0 * N * r * K * self.iterations.sum())

@@ -85,8 +85,10 @@ def noise_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> lis
     W0 = np.stack([starts_along(p.w_star, [params["lam"]], seed_sequence(ss, 1)) for p, (_, _, ss) in zip(problems, meta)])
     res = run_agd_batched(problems, W0, params["eta"], params["beta"], max_iter=params["max_iter"],
                           record_history=False, progress=False)
+    rate = res.mean_rate(params["lam"])
     return [dict(r=r, sqrt_r=float(np.sqrt(r)), level=float(level), trial=t, status=STATUS_NAMES[res.status[b, 0]],
-                 final_error=float(res.final_error[b, 0]), iterations=int(res.iterations[b, 0]))
+                 final_error=float(res.final_error[b, 0]), iterations=int(res.iterations[b, 0]),
+                 rate=float(rate[b, 0]))
             for b, (t, level, _) in enumerate(meta)]
 
 

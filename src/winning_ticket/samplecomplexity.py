@@ -76,8 +76,10 @@ def sample_complexity_task(params: Mapping[str, Any], seeds: list, trials: list[
     W0 = np.stack([starts_along(p.w_star, [params["lam"]], seed_sequence(ss, 1)) for p, ss in zip(problems, seeds)])
     res = run_agd_batched(problems, W0, params["eta"], params["beta"], max_iter=params["max_iter"],
                           record_history=False, success_stop=SUCCESS_TOL, progress=False)
+    rate = res.mean_rate(params["lam"])
     return [dict(r=r, N=N, trial=t, status=STATUS_NAMES[res.status[b, 0]], success=bool(res.success[b, 0]),
-                 final_error=float(res.final_error[b, 0]), iterations=int(res.iterations[b, 0]))
+                 final_error=float(res.final_error[b, 0]), iterations=int(res.iterations[b, 0]),
+                 rate=float(rate[b, 0]))
             for b, t in enumerate(trials)]
 
 
