@@ -15,7 +15,7 @@ problem share its data in the batched engine.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,7 +27,7 @@ from .claims import Claim
 from .engine import run_agd_batched
 from .model import initial_point, make_problem, seed_sequence
 from .plotting import PALETTE, sequential_colors
-from .profiles import current_profile
+from .profiles import config_table, current_profile
 from .rates import fit_rate
 from .stats import bootstrap_slope
 
@@ -78,10 +78,7 @@ class ConvergenceConfig:
 
     def table(self) -> pd.DataFrame:
         """The parameters as a two-column table for the chapter."""
-        d = asdict(self)
-        d["r_values"] = ", ".join(map(str, self.r_values))
-        values = [f"{v:g}" if isinstance(v, float) else str(v) for v in d.values()]
-        return pd.DataFrame({"value": values}, index=pd.Index(list(d), name="parameter"))
+        return config_table(self)
 
 
 @dataclass

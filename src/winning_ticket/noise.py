@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Executor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
@@ -29,7 +29,7 @@ from .claims import Claim
 from .engine import run_agd_batched
 from .model import make_problem, seed_sequence, starts_along
 from .plotting import PALETTE
-from .profiles import current_profile
+from .profiles import config_table, current_profile
 from .stats import bootstrap_slope
 from .sweep import run_sweep
 
@@ -69,8 +69,8 @@ class NoiseConfig:
         return cls(profile=name)
 
     def table(self) -> pd.DataFrame:
-        d = {k: (", ".join(f"{x:g}" for x in v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
-        return pd.DataFrame({"value": [str(v) for v in d.values()]}, index=pd.Index(list(d), name="parameter"))
+        """The parameters as a two-column table for the chapter."""
+        return config_table(self)
 
 
 def noise_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> list[dict]:

@@ -11,7 +11,10 @@ the profile that produced its figures.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+
+import pandas as pd
 
 PROFILES = ("smoke", "book", "paper")
 DEFAULT_PROFILE = "book"
@@ -24,3 +27,15 @@ def current_profile(profile: str | None = None) -> str:
     if name not in PROFILES:
         raise ValueError(f"WT_PROFILE / profile = {name!r} is not a profile; allowed: {', '.join(PROFILES)}")
     return name
+
+
+def config_table(config) -> pd.DataFrame:
+    """A chapter configuration (a dataclass) as a two-column parameter table for the notebook."""
+
+    def fmt(v) -> str:
+        if isinstance(v, tuple):
+            return ", ".join(fmt(x) for x in v)
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    d = dataclasses.asdict(config)
+    return pd.DataFrame({"value": [fmt(v) for v in d.values()]}, index=pd.Index(list(d), name="parameter"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Executor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
@@ -24,7 +24,7 @@ from .agd import MAX_ITER, STATUS_NAMES, SUCCESS_TOL
 from .claims import Claim
 from .engine import run_agd_batched
 from .model import make_problem, seed_sequence, starts_along
-from .profiles import current_profile
+from .profiles import config_table, current_profile
 from .sweep import run_sweep, success_summary
 
 
@@ -65,8 +65,8 @@ class SampleComplexityConfig:
         return cls(profile=name)
 
     def table(self) -> pd.DataFrame:
-        d = {k: (", ".join(f"{x:g}" for x in v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
-        return pd.DataFrame({"value": [str(v) for v in d.values()]}, index=pd.Index(list(d), name="parameter"))
+        """The parameters as a two-column table for the chapter."""
+        return config_table(self)
 
 
 def sample_complexity_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> list[dict]:
