@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 
 from winning_ticket import convergence, landscape, noise, samplecomplexity
@@ -24,18 +25,20 @@ CHAPTERS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("chapters", nargs="*", default=list(CHAPTERS), choices=list(CHAPTERS))
+    ap.add_argument("chapters", nargs="*", choices=list(CHAPTERS), help="default: all")
     ap.add_argument("--device", default=None)
     ap.add_argument("--trials", type=int, default=None, help="override the profile's trial count")
     args = ap.parse_args()
+    if args.device:
+        os.environ["WT_DEVICE"] = args.device  # sweep tasks pick their device from here
     profile = current_profile()
-    for name in args.chapters:
+    for name in args.chapters or list(CHAPTERS):
         make_config, run, check = CHAPTERS[name]
         start = time.perf_counter()
         config = make_config()
         if args.trials is not None:
             config = dataclasses.replace(config, trials=args.trials)
-        result = run(config, device=args.device)
+        result = run(config)
         seconds = time.perf_counter() - start
         flops = getattr(result, "flops", None)
         rate = f", {flops / seconds / 1e9:.1f} GFLOP/s" if flops else ""

@@ -184,7 +184,10 @@ class LandscapeResult:
 
 def run_landscape(config: LandscapeConfig, *, executor: Executor | None = None, cache_dir=None,
                   progress: bool | None = None, early_success: bool = True, device=None) -> LandscapeResult:
-    """The Fig. 2 sweep (both step sizes) and the convexity probe."""
+    """The Fig. 2 sweep (both step sizes) and the convexity probe.
+
+    ``device`` is the probe's; sweep tasks choose theirs (``$WT_DEVICE``, else CUDA when available).
+    """
     c = config
     t0 = time.perf_counter()
     tasks = [dict(N=c.N, d=c.d, K=c.K, r=r, lams=c.lams, etas=c.etas, beta=c.beta, max_iter=c.max_iter,

@@ -100,7 +100,8 @@ class NoiseResult:
 
 
 def run_noise(config: NoiseConfig, *, executor: Executor | None = None, cache_dir=None,
-              progress: bool | None = None, device=None) -> NoiseResult:
+              progress: bool | None = None) -> NoiseResult:
+    """Run the sweep (tasks choose their device: ``$WT_DEVICE``, else CUDA when available)."""
     c = config
     t0 = time.perf_counter()
     tasks = [dict(N=c.N, d=c.d, K=c.K, r=r, levels=c.levels, lam=c.lam, eta=c.eta, beta=c.beta, max_iter=c.max_iter)

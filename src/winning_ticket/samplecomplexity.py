@@ -91,7 +91,8 @@ class SampleComplexityResult:
 
 
 def run_sample_complexity(config: SampleComplexityConfig, *, executor: Executor | None = None, cache_dir=None,
-                          progress: bool | None = None, device=None) -> SampleComplexityResult:
+                          progress: bool | None = None) -> SampleComplexityResult:
+    """Run the sweep (tasks choose their device: ``$WT_DEVICE``, else CUDA when available)."""
     c = config
     t0 = time.perf_counter()
     tasks = [dict(N=N, d=c.d, K=c.K, r=r, lam=c.lam, eta=c.eta, beta=c.beta, max_iter=c.max_iter)
