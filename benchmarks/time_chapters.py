@@ -25,10 +25,13 @@ CHAPTERS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("chapters", nargs="*", choices=list(CHAPTERS), help="default: all")
+    ap.add_argument("chapters", nargs="*", help=f"some of {', '.join(CHAPTERS)} (default: all)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--trials", type=int, default=None, help="override the profile's trial count")
     args = ap.parse_args()
+    unknown = set(args.chapters) - set(CHAPTERS)
+    if unknown:
+        ap.error(f"unknown chapter(s) {', '.join(sorted(unknown))}; choose from {', '.join(CHAPTERS)}")
     if args.device:
         os.environ["WT_DEVICE"] = args.device  # sweep tasks pick their device from here
     profile = current_profile()
