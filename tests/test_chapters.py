@@ -127,7 +127,7 @@ def test_noise_levels_share_the_problem():
 
 
 def test_profiles_exist():
-    for mod, cfg in ((ls, ls.LandscapeConfig), (sc, sc.SampleComplexityConfig), (nz, nz.NoiseConfig)):
+    for cfg in (ls.LandscapeConfig, sc.SampleComplexityConfig, nz.NoiseConfig):
         for name in ("smoke", "book", "paper"):
             assert cfg.for_profile(name).profile == name
     paper = ls.LandscapeConfig.for_profile("paper")

@@ -180,7 +180,7 @@ def plot_figure5(result: NoiseResult):
         ax_b.plot(g["sqrt_r"], g["error_over_level"], marker=markers[i], color=color, label=f"σ/E_y = {level:g}")
     ax_a.set_xlabel(r"$\sqrt{r}$")
     ax_a.set_ylabel(r"final relative error $\|W-W^*\|_F/\|W^*\|_F$")
-    ax_a.set_title(f"(a) error against √r (dots: runs; dotted: fits)", loc="left")
+    ax_a.set_title("(a) error against √r (dots: runs; dotted: fits)", loc="left")
     ax_a.set_xlim(left=0)
     ax_a.set_ylim(bottom=0)
     ax_a.legend(fontsize=8)

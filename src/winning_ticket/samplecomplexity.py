@@ -142,7 +142,7 @@ def check_claims(result: SampleComplexityResult) -> list[Claim]:
     found = int(th["found"].sum())
     ok = fit.get("points", 0) >= 3 and found == len(th) and fit["r2"] >= 0.9 and 0.75 <= fit["alpha"] <= 1.25
     censored = [r for r in th.index if th.loc[r, "censored"]]
-    stat = (f"N* by r: " + ", ".join(f"{r}: {'>' + str(max(c.N_values)) if np.isnan(v) else int(v)}"
+    stat = ("N* by r: " + ", ".join(f"{r}: {'>' + str(max(c.N_values)) if np.isnan(v) else int(v)}"
                                     for r, v in th["N_star"].items()))
     if fit.get("points", 0) >= 2:
         stat += (f"; line N* = {fit['a']:.1f} r + {fit['b']:.0f} (R² {fit['r2']:.3f}); "
