@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_int, check_real
-from .agd import MAX_ITER, STATUS_NAMES, STOP_TOL
+from .agd import MAX_ITER, STOP_TOL
 from .claims import Claim
 from .engine import run_agd_batched
 from .model import initial_point, make_problem, seed_sequence
@@ -119,21 +119,8 @@ def run_convergence(config: ConvergenceConfig, *, device=None, progress: bool | 
         for trial in range(c.trials):
             for col, method in enumerate(methods):
                 fit = fit_rate(res.rel_error[trial, col])
-                rows.append(
-                    dict(
-                        r=r,
-                        sqrt_r=float(np.sqrt(r)),
-                        trial=trial,
-                        start=col // 2,
-                        method=method,
-                        iterations=int(res.iterations[trial, col]),
-                        status=STATUS_NAMES[res.status[trial, col]],
-                        final_error=float(res.final_error[trial, col]),
-                        success=bool(res.success[trial, col]),
-                        rate=fit.rate,
-                        r2=fit.r2,
-                    )
-                )
+                rows.append(dict(r=r, sqrt_r=float(np.sqrt(r)), trial=trial, start=col // 2, method=method,
+                                 **res.record(trial, col), rate=fit.rate, r2=fit.r2))
     seconds = time.perf_counter() - t0
     return ConvergenceResult(config=c, runs=pd.DataFrame(rows), histories=histories, seconds=seconds, flops=flops)
 

@@ -166,6 +166,18 @@ class BatchResult:
     def status_names(self) -> np.ndarray:
         return np.asarray(STATUS_NAMES, dtype=object)[self.status]
 
+    def record(self, b: int, s: int, initial_error: float | None = None) -> dict:
+        """The outcome of run ``(b, s)`` as plain fields of a results row.
+
+        With ``initial_error`` (the start's relative distance) it includes ``rate``, the mean
+        contraction per iteration (:meth:`mean_rate`).
+        """
+        row = dict(status=STATUS_NAMES[self.status[b, s]], success=bool(self.success[b, s]),
+                   final_error=float(self.final_error[b, s]), iterations=int(self.iterations[b, s]))
+        if initial_error is not None:
+            row["rate"] = float(self.mean_rate(initial_error)[b, s])
+        return row
+
     def mean_rate(self, initial_error) -> np.ndarray:
         """Mean contraction per iteration, ``(final_error / initial_error) ** (1 / iterations)``.
 
@@ -266,6 +278,11 @@ def run_agd_batched(
     return BatchResult(W=out_W, iterations=out_it, status=out_status, final_error=out_err, rel_error=hist)
 
 
+def _run_norms(T: torch.Tensor) -> torch.Tensor:
+    """Frobenius norm of each run's weights: ``(a,K,S,r)`` to ``(a,S)``."""
+    return T.transpose(1, 2).flatten(2).norm(dim=2)
+
+
 def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device, bar, success_stop):
     """AGD on one chunk of problems.
 
@@ -282,7 +299,7 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
     ws_norm = Ws.flatten(1).norm(dim=1).unsqueeze(1)  # (a,1)
     eta = as_t(etas).view(b, 1, S, 1)
     beta = as_t(betas).view(b, 1, S, 1)
-    err = (W - Ws).transpose(1, 2).flatten(2).norm(dim=2) / ws_norm  # (a,S)
+    err = _run_norms(W - Ws) / ws_norm  # (a,S)
     status = torch.zeros(b, S, dtype=torch.int64, device=device)
     iters = torch.zeros(b, S, dtype=torch.int64, device=device)
     hist = None
@@ -312,8 +329,8 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
     for t in range(max_iter):
         ZT, e = _forward(XT, W, y)
         W_next = W - eta * _grad(XT, ZT, e) + beta * (W - W_prev)
-        err_next = (W_next - Ws).transpose(1, 2).flatten(2).norm(dim=2) / ws_norm
-        change = (W_next - W).transpose(1, 2).flatten(2).norm(dim=2) / W.transpose(1, 2).flatten(2).norm(dim=2)
+        err_next = _run_norms(W_next - Ws) / ws_norm
+        change = _run_norms(W_next - W) / _run_norms(W)
         running = status == 0
         ok = running & (err_next <= DIVERGENCE_ERROR)  # False for NaN and inf too
         falling = err_next < err

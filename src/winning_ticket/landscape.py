@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from ._checks import check_int, check_real
-from .agd import MAX_ITER, STATUS_NAMES, SUCCESS_TOL
+from .agd import MAX_ITER, SUCCESS_TOL
 from .claims import Claim
 from .engine import batched_hessian, batched_risk, default_device, run_agd_batched, stack_problems
 from .model import make_problem, seed_sequence, starts_along
@@ -105,12 +105,8 @@ def landscape_task(params: Mapping[str, Any], seeds: list, trials: list[int]) ->
         problems, W0, np.array([eta for _, eta in cols]), params["beta"], max_iter=params["max_iter"],
         record_history=False, success_stop=SUCCESS_TOL if params["early_success"] else None, progress=False,
     )
-    rate = res.mean_rate(np.array([lam for lam, _ in cols]))
     return [
-        dict(r=r, sqrt_r=float(np.sqrt(r)), lam=float(lam), eta=float(eta), trial=t,
-             status=STATUS_NAMES[res.status[b, s]], success=bool(res.success[b, s]),
-             final_error=float(res.final_error[b, s]), iterations=int(res.iterations[b, s]),
-             rate=float(rate[b, s]))
+        dict(r=r, sqrt_r=float(np.sqrt(r)), lam=float(lam), eta=float(eta), trial=t, **res.record(b, s, lam))
         for b, t in enumerate(trials)
         for s, (lam, eta) in enumerate(cols)
     ]

@@ -14,7 +14,6 @@ so the comparison across levels is paired.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_int, check_real
-from .agd import MAX_ITER, STATUS_NAMES
+from .agd import MAX_ITER
 from .claims import Claim
 from .engine import run_agd_batched
 from .model import make_problem, seed_sequence, starts_along
@@ -85,10 +84,7 @@ def noise_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> lis
     W0 = np.stack([starts_along(p.w_star, [params["lam"]], seed_sequence(ss, 1)) for p, (_, _, ss) in zip(problems, meta)])
     res = run_agd_batched(problems, W0, params["eta"], params["beta"], max_iter=params["max_iter"],
                           record_history=False, progress=False)
-    rate = res.mean_rate(params["lam"])
-    return [dict(r=r, sqrt_r=float(np.sqrt(r)), level=float(level), trial=t, status=STATUS_NAMES[res.status[b, 0]],
-                 final_error=float(res.final_error[b, 0]), iterations=int(res.iterations[b, 0]),
-                 rate=float(rate[b, 0]))
+    return [dict(r=r, sqrt_r=float(np.sqrt(r)), level=float(level), trial=t, **res.record(b, 0, params["lam"]))
             for b, (t, level, _) in enumerate(meta)]
 
 
@@ -103,12 +99,11 @@ def run_noise(config: NoiseConfig, *, executor: Executor | None = None, cache_di
               progress: bool | None = None) -> NoiseResult:
     """Run the sweep (tasks choose their device: ``$WT_DEVICE``, else CUDA when available)."""
     c = config
-    t0 = time.perf_counter()
     tasks = [dict(N=c.N, d=c.d, K=c.K, r=r, levels=c.levels, lam=c.lam, eta=c.eta, beta=c.beta, max_iter=c.max_iter)
              for r in c.r_values]
     sweep = run_sweep(noise_task, tasks, c.trials, seed=c.seed, name=f"noise-{c.profile}",
                       executor=executor, cache_dir=cache_dir, progress=progress)
-    return NoiseResult(config=c, runs=sweep.runs, seconds=time.perf_counter() - t0)
+    return NoiseResult(config=c, runs=sweep.runs, seconds=sweep.seconds)
 
 
 def summary(result: NoiseResult) -> pd.DataFrame:

@@ -10,7 +10,6 @@ recommended).  :math:`r = d = 100` is the dense network.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_int, check_real
-from .agd import MAX_ITER, STATUS_NAMES, SUCCESS_TOL
+from .agd import MAX_ITER, SUCCESS_TOL
 from .claims import Claim
 from .engine import run_agd_batched
 from .model import make_problem, seed_sequence, starts_along
@@ -76,11 +75,7 @@ def sample_complexity_task(params: Mapping[str, Any], seeds: list, trials: list[
     W0 = np.stack([starts_along(p.w_star, [params["lam"]], seed_sequence(ss, 1)) for p, ss in zip(problems, seeds)])
     res = run_agd_batched(problems, W0, params["eta"], params["beta"], max_iter=params["max_iter"],
                           record_history=False, success_stop=SUCCESS_TOL, progress=False)
-    rate = res.mean_rate(params["lam"])
-    return [dict(r=r, N=N, trial=t, status=STATUS_NAMES[res.status[b, 0]], success=bool(res.success[b, 0]),
-                 final_error=float(res.final_error[b, 0]), iterations=int(res.iterations[b, 0]),
-                 rate=float(rate[b, 0]))
-            for b, t in enumerate(trials)]
+    return [dict(r=r, N=N, trial=t, **res.record(b, 0, params["lam"])) for b, t in enumerate(trials)]
 
 
 @dataclass
@@ -94,12 +89,11 @@ def run_sample_complexity(config: SampleComplexityConfig, *, executor: Executor 
                           progress: bool | None = None) -> SampleComplexityResult:
     """Run the sweep (tasks choose their device: ``$WT_DEVICE``, else CUDA when available)."""
     c = config
-    t0 = time.perf_counter()
     tasks = [dict(N=N, d=c.d, K=c.K, r=r, lam=c.lam, eta=c.eta, beta=c.beta, max_iter=c.max_iter)
              for r in c.r_values for N in c.N_values]
     sweep = run_sweep(sample_complexity_task, tasks, c.trials, seed=c.seed, name=f"samples-{c.profile}",
                       executor=executor, cache_dir=cache_dir, progress=progress)
-    return SampleComplexityResult(config=c, runs=sweep.runs, seconds=time.perf_counter() - t0)
+    return SampleComplexityResult(config=c, runs=sweep.runs, seconds=sweep.seconds)
 
 
 def success_map(result: SampleComplexityResult) -> pd.DataFrame:
