@@ -63,6 +63,16 @@ def check_agd_params(eta: float, beta: float, max_iter: int, tol: float) -> tupl
     )
 
 
+def check_mask(mask, shape: tuple[int, ...]) -> np.ndarray:
+    """A binary mask of the given shape as a float64 array of 0s and 1s, or a ValueError."""
+    m = np.asarray(mask)
+    if m.shape != tuple(shape):
+        raise ValueError(f"mask must have shape {tuple(shape)}, got {m.shape}")
+    if not np.all((m == 0) | (m == 1)):
+        raise ValueError("mask entries must be 0 or 1")
+    return m.astype(np.float64)
+
+
 @dataclass
 class AGDResult:
     """Outcome of one AGD run.
@@ -98,8 +108,14 @@ def run_agd(
     beta: float = 0.2,
     max_iter: int = MAX_ITER,
     tol: float = STOP_TOL,
+    mask: np.ndarray | None = None,
 ) -> AGDResult:
-    """Run full-batch AGD from ``W0`` on one problem (``Xs`` is ``(K, N, r)``)."""
+    """Run full-batch AGD from ``W0`` on one problem (``Xs`` is ``(K, N, r)``).
+
+    With a binary ``mask`` (shape ``(r, K)``) this is AGD on the pruned problem (4) of the
+    paper: the gradient is multiplied entry-wise by the mask, so weights that start at zero
+    where the mask is 0 stay exactly zero (``W0`` must be zero there).
+    """
     eta, beta, max_iter, tol = check_agd_params(eta, beta, max_iter, tol)
     if Xs.ndim != 3:
         raise ValueError(f"Xs must have shape (K, N, r), got {Xs.shape}")
@@ -107,12 +123,20 @@ def run_agd(
     y = check_array("y", y, (N,))
     w_star = check_array("w_star", w_star, (r, K))
     W = check_array("W0", W0, (r, K)).copy()
+    M = None
+    if mask is not None:
+        M = check_mask(mask, (r, K))
+        if np.any(W[M == 0] != 0):
+            raise ValueError("W0 must be zero wherever mask is 0")
 
     W_prev = W.copy()
     history = [relative_error(W, w_star)]
     status = MAX_ITERATIONS
     for _ in range(max_iter):
-        W_next = W - eta * gradient(Xs, y, W) + beta * (W - W_prev)
+        G = gradient(Xs, y, W)
+        if M is not None:
+            G = G * M
+        W_next = W - eta * G + beta * (W - W_prev)
         err = relative_error(W_next, w_star) if np.all(np.isfinite(W_next)) else np.inf
         if not err <= DIVERGENCE_ERROR:
             status = DIVERGED

@@ -49,6 +49,7 @@ from .agd import (
     STOP_TOL,
     SUCCESS_TOL,
     check_agd_params,
+    check_mask,
 )
 from .model import Problem
 from .progress import progress_bar
@@ -217,6 +218,7 @@ def run_agd_batched(
     max_chunk_bytes: int | None = None,
     progress: bool | None = None,
     success_stop: float | None = None,
+    mask: np.ndarray | None = None,
 ) -> BatchResult:
     """Run AGD on ``B`` problems with ``S`` starting points each, all at once.
 
@@ -237,6 +239,9 @@ def run_agd_batched(
         status ``early_success``.  Its success verdict is the one the full protocol would
         give (in the linear phase the error keeps falling; tested), at a fraction of the
         iterations; its ``iterations`` and ``final_error`` are those of the early stop.
+    mask : binary ``(B, S, r, K)`` mask (or one broadcastable to it): AGD on the pruned
+        problem (4), the gradient multiplied by the mask.  ``W0`` must be zero where the mask
+        is 0; those weights then stay exactly zero.
     """
     B = len(problems)
     if B == 0:
@@ -248,6 +253,14 @@ def run_agd_batched(
     if not np.all(np.isfinite(W0)):
         raise ValueError("W0 contains NaN or infinite entries")
     S = W0.shape[1]
+    masks = None
+    if mask is not None:
+        try:
+            masks = check_mask(np.broadcast_to(np.asarray(mask), W0.shape), W0.shape)
+        except ValueError as exc:
+            raise ValueError(f"mask must broadcast to W0's shape {W0.shape}: {exc}") from None
+        if np.any(W0[masks == 0] != 0):
+            raise ValueError("W0 must be zero wherever mask is 0")
     etas, betas = _per_run("eta", eta, B, S), _per_run("beta", beta, B, S)
     for e_, b_ in zip(etas.ravel(), betas.ravel()):
         _, _, max_iter, tol = check_agd_params(e_, b_, max_iter, tol)
@@ -268,7 +281,8 @@ def run_agd_batched(
         for start in range(0, B, chunk):
             sl = slice(start, min(B, start + chunk))
             res = _run_chunk(
-                problems[sl], W0[sl], etas[sl], betas[sl], max_iter, tol, record_history, device, bar, success_stop
+                problems[sl], W0[sl], etas[sl], betas[sl], max_iter, tol, record_history, device, bar, success_stop,
+                None if masks is None else masks[sl],
             )
             out_W[sl], out_it[sl], out_status[sl], out_err[sl] = res[:4]
             if hist is not None:
@@ -283,7 +297,7 @@ def _run_norms(T: torch.Tensor) -> torch.Tensor:
     return T.transpose(1, 2).flatten(2).norm(dim=2)
 
 
-def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device, bar, success_stop):
+def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device, bar, success_stop, masks=None):
     """AGD on one chunk of problems.
 
     All per-run state lives in "active" tensors; a problem whose runs have all stopped
@@ -295,6 +309,7 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=DTYPE, device=device)  # noqa: E731
     W = _to_rows(as_t(W0)).contiguous()  # (a,K,S,r) for the a active problems
     W_prev = W.clone()
+    M = None if masks is None else _to_rows(as_t(masks)).contiguous()
     Ws = w_star.permute(0, 2, 1).unsqueeze(2)  # (a,K,1,r)
     ws_norm = Ws.flatten(1).norm(dim=1).unsqueeze(1)  # (a,1)
     eta = as_t(etas).view(b, 1, S, 1)
@@ -328,7 +343,10 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
     check_every = 1 if device.type == "cpu" else 16
     for t in range(max_iter):
         ZT, e = _forward(XT, W, y)
-        W_next = W - eta * _grad(XT, ZT, e) + beta * (W - W_prev)
+        G = _grad(XT, ZT, e)
+        if M is not None:
+            G = G * M
+        W_next = W - eta * G + beta * (W - W_prev)
         err_next = _run_norms(W_next - Ws) / ws_norm
         change = _run_norms(W_next - W) / _run_norms(W)
         running = status == 0
@@ -355,6 +373,7 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
                 rows, XT, y, Ws, ws_norm = rows[alive], XT[alive], y[alive], Ws[alive], ws_norm[alive]
                 W, W_prev, eta, beta, err = W[alive], W_prev[alive], eta[alive], beta[alive], err[alive]
                 status, iters = status[alive], iters[alive]
+                M = M[alive] if M is not None else None
                 hist = hist[alive] if hist is not None else None
                 if rows.numel() == 0:
                     break

@@ -58,6 +58,20 @@ def sample_supports(d: int, K: int, r: int, rng: np.random.Generator) -> np.ndar
     return np.stack([np.sort(rng.choice(d, size=r, replace=False)) for _ in range(K)])
 
 
+def sample_disjoint_supports(d: int, K: int, r: int, rng: np.random.Generator) -> np.ndarray:
+    r"""Draw pairwise disjoint index sets (no input shared by two neurons), sorted, ``(K, r)``.
+
+    Needs :math:`Kr \le d`.  Used by the tensor-initialization chapter, where disjoint
+    supports make the moments of :math:`\tilde x` exactly those of Zhong et al. (spec 3.4).
+    """
+    d = check_int("d", d, 1)
+    K = check_int("K", K, 1)
+    r = check_int("r", r, 1, d)
+    if K * r > d:
+        raise ValueError(f"disjoint supports need K*r <= d; got K = {K}, r = {r}, d = {d} (allowed: r <= {d // K})")
+    return np.sort(rng.permutation(d)[: K * r].reshape(K, r), axis=1)
+
+
 def teacher_output(X: np.ndarray, omega: np.ndarray, W: np.ndarray) -> np.ndarray:
     r"""Noiseless network output :math:`g(x_n; W) = \frac1K\sum_j \phi(w_j^\top x_{n,\Omega_j})`."""
     K = omega.shape[0]
@@ -136,12 +150,15 @@ def make_problem(
     r: int,
     noise_level: float = 0.0,
     seed: SeedLike = 0,
+    disjoint: bool = False,
 ) -> Problem:
-    """Draw one problem of the paper's synthetic protocol from its own seed.
+    r"""Draw one problem of the paper's synthetic protocol from its own seed.
 
     The draws happen in a fixed order (supports, :math:`W^*`, inputs, noise) from
     ``numpy.random.default_rng(seed)``, so the same seed always gives the same
-    problem.
+    problem.  ``disjoint=True`` draws pairwise disjoint supports
+    (:func:`sample_disjoint_supports`, needs :math:`Kr \le d`) instead of the paper's
+    independent ones.
     """
     N = check_int("N", N, 1)
     d = check_int("d", d, 1)
@@ -149,13 +166,28 @@ def make_problem(
     r = check_int("r", r, 1, d)
     noise_level = check_real("noise_level", noise_level, 0.0)
     rng = np.random.default_rng(seed if isinstance(seed, np.random.SeedSequence) else seed_sequence(seed))
-    omega = sample_supports(d, K, r, rng)
+    omega = sample_disjoint_supports(d, K, r, rng) if disjoint else sample_supports(d, K, r, rng)
     w_star = rng.uniform(-0.5, 0.5, size=(r, K))
     X = rng.standard_normal((N, d))
     clean = teacher_output(X, omega, w_star)
     E_y = float(np.sqrt(np.mean(clean**2)))
     y = clean + noise_level * E_y * rng.standard_normal(N)
     return Problem(X=X, y=y, omega=omega, w_star=w_star, noise_level=noise_level, E_y=E_y)
+
+
+def dense_student(problem: Problem) -> Problem:
+    r"""The same data seen by the dense student (:math:`r = d`, every :math:`\Omega_j = [d]`).
+
+    Its ``w_star`` is the zero-padded teacher :math:`\tilde W^* \in \mathbb R^{d\times K}`
+    (column :math:`j` holds :math:`w_j^*` at the positions :math:`\Omega_j` and zeros elsewhere),
+    so the dense network with weights :math:`\tilde W^*` computes exactly the teacher.
+    """
+    d, K = problem.d, problem.K
+    padded = np.zeros((d, K))
+    for j in range(K):
+        padded[problem.omega[j], j] = problem.w_star[:, j]
+    return Problem(X=problem.X, y=problem.y, omega=np.tile(np.arange(d), (K, 1)), w_star=padded,
+                   noise_level=problem.noise_level, E_y=problem.E_y)
 
 
 def initial_point(w_star: np.ndarray, lam: float, seed: SeedLike) -> np.ndarray:
