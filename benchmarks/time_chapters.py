@@ -10,7 +10,7 @@ import dataclasses
 import os
 import time
 
-from winning_ticket import convergence, landscape, noise, samplecomplexity
+from winning_ticket import convergence, imp_synthetic, initialization, landscape, noise, samplecomplexity
 from winning_ticket.claims import verdict_lines
 from winning_ticket.profiles import current_profile
 
@@ -20,6 +20,9 @@ CHAPTERS = {
     "sample_complexity": (samplecomplexity.SampleComplexityConfig.for_profile, samplecomplexity.run_sample_complexity,
                           samplecomplexity.check_claims),
     "noise": (noise.NoiseConfig.for_profile, noise.run_noise, noise.check_claims),
+    "initialization": (initialization.InitConfig.for_profile, initialization.run_initialization,
+                       initialization.check_claims),
+    "imp_synthetic": (imp_synthetic.IMPConfig.for_profile, imp_synthetic.run_imp_synthetic, imp_synthetic.check_claims),
 }
 
 

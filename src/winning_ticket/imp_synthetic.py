@@ -39,7 +39,7 @@ from scipy.optimize import linear_sum_assignment
 from ._checks import check_int, check_real
 from .agd import MAX_ITER, STATUS_NAMES
 from .claims import Claim
-from .engine import run_agd_batched
+from .engine import batched_hessian, run_agd_batched, stack_problems
 from .model import dense_student, make_problem, seed_sequence, starts_along, teacher_output
 from .plotting import sequential_colors
 from .profiles import config_table, current_profile
@@ -230,6 +230,21 @@ def support_summary(result: IMPSyntheticResult) -> pd.DataFrame:
         "dense_error_median": g["final_error"].median(),
         "runs": g.size(),
     })
+
+
+def curvature_check(config: IMPConfig, N: int = 2000, seed: int = 0) -> pd.Series:
+    r"""Largest Hessian eigenvalue of the dense student's risk at :math:`\tilde W^*`, against the step size.
+
+    Heavy-ball AGD on a quadratic is stable when :math:`\eta\lambda_{\max} < 2(1+\beta)`; the
+    chapter uses this to choose :math:`\eta`.
+    """
+    c = config
+    p = dense_student(make_problem(N, c.d, c.K, c.r_star, c.noise_level, seed_sequence(seed, 5)))
+    XT, _, w_star = stack_problems([p], device="cpu")
+    H = batched_hessian(XT, w_star.unsqueeze(1))[0, 0]
+    lam = float(torch.linalg.eigvalsh(H)[-1])
+    return pd.Series({"N": N, "lambda_max": lam, "eta": c.eta, "eta*lambda_max": c.eta * lam,
+                      "paper eta*lambda_max": 0.5 * lam, "stability limit 2(1+beta)": 2 * (1 + c.beta)})
 
 
 def _round_at_teacher(config: IMPConfig) -> int:

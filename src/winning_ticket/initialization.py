@@ -64,7 +64,7 @@ class InitConfig:
     def for_profile(cls, profile: str | None = None) -> "InitConfig":
         name = current_profile(profile)
         if name == "smoke":
-            return cls(N_values=(20_000, 200_000), r_values=(5, 10), N_r=100_000, trials=3, N_agd=500, profile=name)
+            return cls(N_values=(10_000, 400_000), r_values=(5, 10), N_r=100_000, trials=3, N_agd=500, profile=name)
         if name == "book":
             return cls(N_values=(30_000, 100_000, 300_000, 1_000_000), N_r=300_000, trials=8, profile=name)
         return cls(profile=name)
