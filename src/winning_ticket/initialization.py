@@ -234,9 +234,11 @@ def plot_initialization(result: InitResult):
     ax_a.set_ylabel("error (median; dots: trials)")
     ax_a.set_title(f"(a) K = {c.K}, r = {c.r}, disjoint supports", loc="left")
     ax_a.legend(fontsize=8)
-    markers = "o^s"
+    styles = [("o", 10, "-"), ("^", 7, "--"), ("s", 4, ":")]  # sizes differ so that coinciding curves stay visible
     for i, name in enumerate(STARTS):
-        ax_b.plot(s.index, s[f"agd_success_{name}"], marker=markers[i], color=PALETTE[i + 2], label=f"start: {name}")
+        marker, size, ls = styles[i]
+        ax_b.plot(s.index, s[f"agd_success_{name}"], marker=marker, ms=size, ls=ls, color=PALETTE[i + 2],
+                  label=f"start: {name}")
     ax_b.set_xscale("log")
     ax_b.set_ylim(-0.03, 1.03)
     ax_b.set_xlabel("samples N used by the initialization")
