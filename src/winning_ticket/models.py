@@ -1,0 +1,116 @@
+"""Torch models for the MNIST chapters, their training loop, and an atomic cache of trained weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._checks import check_int, check_real
+from .progress import progress_bar
+
+DEFAULT_CACHE = Path(os.environ.get("WT_CACHE_DIR", Path(__file__).resolve().parents[2] / ".wt-cache"))
+"""Where trained weights are cached (``$WT_CACHE_DIR``, default ``.wt-cache`` at the repository root)."""
+
+
+class BiasFreeMLP(nn.Sequential):
+    """Fully connected ReLU network without biases, ``784-500-10`` by default (Pensia et al.'s target)."""
+
+    def __init__(self, widths: tuple[int, ...] = (784, 500, 10)):
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.Linear(a, b, bias=False))
+            if i < len(widths) - 2:
+                layers.append(nn.ReLU())
+        super().__init__(*layers)
+        self.widths = tuple(widths)
+
+    def weight_matrices(self) -> list[np.ndarray]:
+        return [m.weight.detach().cpu().numpy().astype(np.float64) for m in self if isinstance(m, nn.Linear)]
+
+
+def train_classifier(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    batch_size: int = 64,
+    seed: int = 0,
+    after_step: Callable[[nn.Module], None] | None = None,
+    progress: bool | None = None,
+) -> nn.Module:
+    """SGD with momentum, weight decay and cosine annealing on cross-entropy; shuffles with ``seed``.
+
+    ``after_step`` runs after every optimizer step (IMP uses it to re-apply masks).
+    """
+    check_int("epochs", epochs, 1)
+    check_real("lr", lr, 0.0, low_open=True)
+    check_int("batch_size", batch_size, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    steps = epochs * ((len(X) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    g = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    with progress_bar(total=steps, desc="training", enable=progress) as bar:
+        for _ in range(epochs):
+            perm = torch.randperm(len(X), generator=g)
+            for s in range(0, len(X), batch_size):
+                idx = perm[s:s + batch_size]
+                opt.zero_grad()
+                loss_fn(model(X[idx]), y[idx]).backward()
+                opt.step()
+                sched.step()
+                if after_step is not None:
+                    after_step(model)
+                if bar is not None:
+                    bar.update(1)
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> float:
+    """Fraction of correctly classified examples (all of them; no batch is dropped)."""
+    model.eval()
+    correct = 0
+    for s in range(0, len(X), batch_size):
+        correct += int((model(X[s:s + batch_size]).argmax(dim=1) == y[s:s + batch_size]).sum())
+    return correct / len(X)
+
+
+def cache_key(**params) -> str:
+    """A short stable hash of JSON-serializable parameters."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_state_atomic(path: Path, state: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write ``{"state": ..., "meta": ...}`` to ``path`` atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({"state": {k: v.detach().cpu() for k, v in state.items()}, "meta": meta}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The cached ``(state, meta)`` at ``path``, or ``None`` when there is none."""
+    if not path.is_file():
+        return None
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    return blob["state"], blob["meta"]
