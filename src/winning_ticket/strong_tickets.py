@@ -20,6 +20,7 @@ import math
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import matplotlib.pyplot as plt
@@ -165,7 +166,7 @@ def mnist_target(config: StrongConfig, cache_dir=DEFAULT_CACHE, progress: bool |
     c = config
     key = cache_key(kind="strong-target", hidden=c.mnist_hidden, train=c.mnist_train, epochs=c.mnist_epochs,
                     lr=c.mnist_lr, seed=c.seed, torch=torch.__version__.split("+")[0])
-    path = None if cache_dir is None else DEFAULT_CACHE.__class__(cache_dir) / f"strong-target-{key}.pt"
+    path = None if cache_dir is None else Path(cache_dir) / f"strong-target-{key}.pt"
     model = BiasFreeMLP((784, c.mnist_hidden, 10))
     cached = load_state(path) if path is not None else None
     if cached is not None:
