@@ -10,7 +10,7 @@ import dataclasses
 import os
 import time
 
-from winning_ticket import convergence, greedy_pruning, imp_synthetic, initialization, landscape, noise, samplecomplexity, strong_tickets
+from winning_ticket import convergence, greedy_pruning, imp_mnist, imp_synthetic, initialization, landscape, noise, samplecomplexity, strong_tickets
 from winning_ticket.claims import verdict_lines
 from winning_ticket.profiles import current_profile
 
@@ -23,6 +23,7 @@ CHAPTERS = {
     "initialization": (initialization.InitConfig.for_profile, initialization.run_initialization,
                        initialization.check_claims),
     "imp_synthetic": (imp_synthetic.IMPConfig.for_profile, imp_synthetic.run_imp_synthetic, imp_synthetic.check_claims),
+    "imp_mnist": (imp_mnist.MNISTIMPConfig.for_profile, imp_mnist.run_imp_mnist, imp_mnist.check_claims),
     "greedy_pruning": (greedy_pruning.GreedyConfig.for_profile, greedy_pruning.run_greedy, greedy_pruning.check_claims),
     "strong_tickets": (strong_tickets.StrongConfig.for_profile, strong_tickets.run_strong_tickets,
                        strong_tickets.check_claims),

@@ -22,7 +22,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 KNOWN_PAGE_ERRORS = ("THEBE_JS_URL", "Got invalid theme mode")
 PAGES = ["book/intro.html", "notebooks/landscape.html", "notebooks/convergence.html", "notebooks/sample_complexity.html",
          "notebooks/noise.html", "notebooks/initialization.html",
-         "notebooks/imp_synthetic.html", "notebooks/greedy_pruning.html", "notebooks/strong_tickets.html", "book/reproducing.html", "book/bibliography.html"]
+         "notebooks/imp_synthetic.html", "notebooks/imp_mnist.html", "notebooks/greedy_pruning.html", "notebooks/strong_tickets.html", "book/reproducing.html", "book/bibliography.html"]
 
 
 def _require(condition: bool, why: str) -> None:

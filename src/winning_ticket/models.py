@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import os
 import tempfile
@@ -114,3 +115,64 @@ def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
         return None
     blob = torch.load(path, map_location="cpu", weights_only=True)
     return blob["state"], blob["meta"]
+
+
+class LeNet5(nn.Module):
+    """The classic LeCun LeNet-5 for 28x28 inputs: conv 6 and 16 channels (5x5), then 120-84-10; 61,706 parameters.
+
+    Conv(1->6, 5x5, pad 2) - ReLU - MaxPool 2 - Conv(6->16, 5x5) - ReLU - MaxPool 2 - FC 400->120 - ReLU -
+    FC 120->84 - ReLU - FC 84->10 (ReLU and max pooling in place of the original tanh and subsampling).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.view(-1, 1, 28, 28)
+        x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)
+        x = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc3(torch.relu(self.fc2(x)))
+
+
+class Conv2Net(nn.Module):
+    """The network the reference IMP repository calls "LeNet5" for MNIST (3,317,450 parameters).
+
+    Conv(1->64, 3x3, pad 1) - ReLU - Conv(64->64, 3x3, pad 1) - ReLU - MaxPool 2 - FC 12544->256 - ReLU -
+    FC 256->256 - ReLU - FC 256->10: the Conv-2 network of the lottery-ticket paper adapted to 28x28.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 64, 3, padding=1)
+        self.conv2 = nn.Conv2d(64, 64, 3, padding=1)
+        self.fc1 = nn.Linear(12544, 256)
+        self.fc2 = nn.Linear(256, 256)
+        self.fc3 = nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.view(-1, 1, 28, 28)
+        x = torch.max_pool2d(torch.relu(self.conv2(torch.relu(self.conv1(x)))), 2)
+        x = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc3(torch.relu(self.fc2(x)))
+
+
+ARCHS = {"lenet5": LeNet5, "conv2": Conv2Net}
+
+
+def reference_init(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """The reference repository's initialization: Xavier-normal weights, N(0, 1) biases (seeded)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                fan_in = m.weight[0].numel()
+                fan_out = m.weight.shape[0] * m.weight[0, 0].numel() if m.weight.dim() > 2 else m.weight.shape[0]
+                std = math.sqrt(2.0 / (fan_in + fan_out))
+                m.weight.copy_(torch.randn(m.weight.shape, generator=generator) * std)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=generator))
+    return model

@@ -125,7 +125,7 @@ def remaining_fraction(masks: Mapping[str, torch.Tensor], batch_dims: int = 0) -
     batch_shape = masks[names[0]].shape[:batch_dims]
     kept = sum(masks[n].reshape(*batch_shape, -1).sum(-1) for n in names)
     total = sum(masks[n][(0,) * batch_dims].numel() for n in names)
-    return kept / total
+    return kept.double() / total
 
 
 @dataclass
