@@ -10,6 +10,7 @@ r"""The Greedy-pruning chapter (Rajaraman et al., 2023): Fig. 1, the pipeline's 
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -131,8 +132,6 @@ class GreedyResult:
 
 def run_greedy(config: GreedyConfig, *, executor: Executor | None = None, cache_dir=None,
                progress: bool | None = None) -> GreedyResult:
-    import time
-
     c = config
     start = time.perf_counter()
     fig1 = run_figure1(c)

@@ -8,8 +8,6 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 import torch
 from torch import nn
@@ -48,13 +46,9 @@ def train_classifier(
     weight_decay: float = 5e-4,
     batch_size: int = 64,
     seed: int = 0,
-    after_step: Callable[[nn.Module], None] | None = None,
     progress: bool | None = None,
 ) -> nn.Module:
-    """SGD with momentum, weight decay and cosine annealing on cross-entropy; shuffles with ``seed``.
-
-    ``after_step`` runs after every optimizer step (IMP uses it to re-apply masks).
-    """
+    """SGD with momentum, weight decay and cosine annealing on cross-entropy; shuffles with ``seed``."""
     check_int("epochs", epochs, 1)
     check_real("lr", lr, 0.0, low_open=True)
     check_int("batch_size", batch_size, 1)
@@ -73,8 +67,6 @@ def train_classifier(
                 loss_fn(model(X[idx]), y[idx]).backward()
                 opt.step()
                 sched.step()
-                if after_step is not None:
-                    after_step(model)
                 if bar is not None:
                     bar.update(1)
     model.eval()
