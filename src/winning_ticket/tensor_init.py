@@ -113,17 +113,21 @@ def population_moments(w_star: np.ndarray, omega: np.ndarray) -> tuple[np.ndarra
 
 
 # --- moment estimators -------------------------------------------------------------------------
+# Sums over the samples use numpy's own einsum loops (optimize=False), not BLAS: a BLAS reduction
+# over a long axis depends on the number of threads, and the decomposition step turns such
+# last-bit differences into visibly different initializations.  This keeps the results
+# identical whatever the thread count.
 
 
 def estimate_m1(Xt: np.ndarray, y: np.ndarray) -> np.ndarray:
     r""":math:`\hat M_1 = \frac1n\sum_n y_n\tilde x_n`."""
-    return Xt.T @ y / len(y)
+    return np.einsum("na,n->a", Xt, y) / len(y)
 
 
 def estimate_m2(Xt: np.ndarray, y: np.ndarray, Sigma: np.ndarray) -> np.ndarray:
     r""":math:`\hat M_2 = \frac1n\sum_n y_n(\tilde x_n\tilde x_n^\top - \tilde\Sigma)`."""
     n = len(y)
-    return (Xt.T * y) @ Xt / n - y.mean() * Sigma
+    return np.einsum("n,na,nb->ab", y, Xt, Xt) / n - y.mean() * Sigma
 
 
 def _sym3(a: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -148,12 +152,13 @@ def estimate_m4_projected(
     k = V.shape[1]
     R = np.zeros((k, k, k))
     for s in range(0, len(y), chunk):
-        Z, a, w = Xt[s : s + chunk] @ V, Xt[s : s + chunk] @ alpha, y[s : s + chunk]
+        X, w = Xt[s : s + chunk], y[s : s + chunk]
+        Z, a = np.einsum("na,ap->np", X, V), np.einsum("na,a->n", X, alpha)
         wa = w * a
-        R += np.einsum("n,np,nq,ns->pqs", wa, Z, Z, Z, optimize=True)
+        R += np.einsum("n,np,nq,ns->pqs", wa, Z, Z, Z)
         ZZ = np.einsum("n,np,nq->pq", w, Z, Z)
         R -= (np.einsum("pq,s->pqs", ZZ, b) + np.einsum("ps,q->pqs", ZZ, b) + np.einsum("qs,p->pqs", ZZ, b))
-        R -= _sym3(wa @ Z, B)
+        R -= _sym3(np.einsum("n,np->p", wa, Z), B)
         R += w.sum() * _sym3(b, B)
     return R / len(y)
 
