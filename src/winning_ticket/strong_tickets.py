@@ -161,20 +161,19 @@ def _mnist_tensors(config: StrongConfig):
     return X, y, Xt, yt
 
 
-def mnist_target(config: StrongConfig, cache_dir=DEFAULT_CACHE, progress: bool | None = None):
-    """The trained bias-free target (cached atomically, keyed by its training parameters)."""
+def mnist_target(config: StrongConfig, X: torch.Tensor, y: torch.Tensor, cache_dir=DEFAULT_CACHE,
+                 progress: bool | None = None):
+    """The bias-free target trained on ``X, y`` (cached atomically, keyed by its training parameters)."""
     c = config
     key = cache_key(kind="strong-target", hidden=c.mnist_hidden, train=c.mnist_train, epochs=c.mnist_epochs,
                     lr=c.mnist_lr, seed=c.seed, torch=torch.__version__.split("+")[0])
     path = None if cache_dir is None else Path(cache_dir) / f"strong-target-{key}.pt"
+    torch.manual_seed(int(np.random.default_rng(seed_sequence(c.seed, 8)).integers(2**31)))
     model = BiasFreeMLP((784, c.mnist_hidden, 10))
     cached = load_state(path) if path is not None else None
     if cached is not None:
         model.load_state_dict(cached[0])
         return model, cached[1]["seconds"], True
-    X, y, _, _ = _mnist_tensors(c)
-    torch.manual_seed(int(np.random.default_rng(seed_sequence(c.seed, 8)).integers(2**31)))
-    model = BiasFreeMLP((784, c.mnist_hidden, 10))
     start = time.perf_counter()
     train_classifier(model, X, y, epochs=c.mnist_epochs, lr=c.mnist_lr, momentum=0.9, weight_decay=5e-4,
                      batch_size=64, seed=c.seed, progress=progress)
@@ -200,8 +199,8 @@ def approximate_weights(weights: list[np.ndarray], n: int, seed) -> tuple[list[n
 
 def run_mnist_replica(config: StrongConfig, cache_dir=DEFAULT_CACHE, progress: bool | None = None) -> dict:
     c = config
-    model, train_seconds, cached = mnist_target(c, cache_dir, progress)
-    _, _, Xt, yt = _mnist_tensors(c)
+    X, y, Xt, yt = _mnist_tensors(c)  # read and checked once
+    model, train_seconds, cached = mnist_target(c, X, y, cache_dir, progress)
     weights = model.weight_matrices()
     start = time.perf_counter()
     approx, kept = approximate_weights(weights, c.mnist_n, seed_sequence(c.seed, 9))

@@ -49,6 +49,17 @@ def _bits(index: np.ndarray, k: int) -> np.ndarray:
     return ((np.asarray(index)[:, None] >> np.arange(k)) & 1).astype(bool)
 
 
+def _as_problems(values, targets) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` as an ``(m, n)`` float array (an ``(n,)`` row shared by all) and ``targets`` as ``(m,)``."""
+    targets = np.asarray(targets, dtype=np.float64).reshape(-1)
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = np.broadcast_to(values, (len(targets), len(values)))
+    if values.ndim != 2 or values.shape[0] != len(targets):
+        raise ValueError(f"values must be (n,) or (m, n) with m = len(targets) = {len(targets)}; got {values.shape}")
+    return values, targets
+
+
 def solve_subset_sum(values: np.ndarray, targets: np.ndarray, chunk: int = 2048,
                      device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Exact best subsets for ``m`` independent problems (meet in the middle, batched in torch).
@@ -57,12 +68,7 @@ def solve_subset_sum(values: np.ndarray, targets: np.ndarray, chunk: int = 2048,
     or ``(n,)`` shared by all; ``targets`` is ``(m,)``.  Returns the boolean ``(m, n)`` selection
     and the signed errors ``target - chosen sum`` (recomputed from the selection in float64).
     """
-    targets = np.asarray(targets, dtype=np.float64).reshape(-1)
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim == 1:
-        values = np.broadcast_to(values, (len(targets), len(values)))
-    if values.ndim != 2 or values.shape[0] != len(targets):
-        raise ValueError(f"values must be (n,) or (m, n) with m = len(targets) = {len(targets)}; got {values.shape}")
+    values, targets = _as_problems(values, targets)
     n = check_int("n (values per problem)", values.shape[1], 1, MAX_N)
     if not np.all(np.isfinite(targets)):
         raise ValueError("targets must be finite")
@@ -105,10 +111,7 @@ def brute_force_subset_sum(values: np.ndarray, target: float) -> tuple[np.ndarra
 
 def single_unit(values: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The baseline: choose at most one value per problem (the one closest to the target, or none)."""
-    targets = np.asarray(targets, dtype=np.float64).reshape(-1)
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim == 1:
-        values = np.broadcast_to(values, (len(targets), len(values)))
+    values, targets = _as_problems(values, targets)
     dist = np.abs(targets[:, None] - np.where(np.isfinite(values), values, np.inf))
     k = np.argmin(dist, axis=1)
     take = dist[np.arange(len(k)), k] < np.abs(targets)  # better than choosing nothing
