@@ -20,9 +20,9 @@ import time
 import numpy as np
 import torch
 
-from winning_ticket.agd import run_agd
-from winning_ticket.engine import run_agd_batched
-from winning_ticket.model import initial_point, make_problem, seed_sequence, starts_along
+from winning_ticket.algorithms.agd import run_agd
+from winning_ticket.algorithms.engine import run_agd_batched
+from winning_ticket.algorithms.teacher_student import initial_point, make_problem, seed_sequence, starts_along
 
 QUOTED_PEAK_F64 = 44.0  # GFLOP/s, float64 GEMM on the project's 2-core reference machine (issue #2)
 

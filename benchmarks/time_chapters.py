@@ -10,9 +10,9 @@ import dataclasses
 import os
 import time
 
-from winning_ticket import convergence, greedy_pruning, imp_mnist, imp_synthetic, initialization, landscape, noise, samplecomplexity, strong_tickets
-from winning_ticket.claims import verdict_lines
-from winning_ticket.profiles import current_profile
+from winning_ticket.chapters import convergence, greedy_pruning, imp_mnist, imp_synthetic, initialization, landscape, noise, samplecomplexity, strong_tickets
+from winning_ticket.experiments.claims import verdict_lines
+from winning_ticket.experiments.profiles import current_profile
 
 CHAPTERS = {
     "convergence": (convergence.ConvergenceConfig.for_profile, convergence.run_convergence, convergence.check_claims),

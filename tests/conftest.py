@@ -1,6 +1,6 @@
 import pytest
 
-from winning_ticket.model import make_problem
+from winning_ticket.algorithms.teacher_student import make_problem
 
 
 @pytest.fixture

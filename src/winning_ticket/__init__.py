@@ -1,16 +1,20 @@
-"""Why Lottery Tickets Win: the engine behind the companion book.
+"""Why Lottery Tickets Win: the package behind the companion book.
 
-Modules, one concept each:
+Three layers, each importing only from the ones before it:
 
-- :mod:`~winning_ticket.model`: the sparse teacher-student model and its data.
-- :mod:`~winning_ticket.risk`: empirical risk (2), gradient and Hessian (numpy reference).
-- :mod:`~winning_ticket.agd`: Algorithm 1 as run in the experiments (numpy reference).
-- :mod:`~winning_ticket.engine`: the batched torch engine (CPU or GPU).
-- :mod:`~winning_ticket.rates`: convergence-rate estimation.
-- :mod:`~winning_ticket.profiles`: problem sizes for the ``smoke``, ``book`` and ``paper`` profiles.
-- :mod:`~winning_ticket.convergence`: the Convergence chapter's experiment and claims (Fig. 3).
-- :mod:`~winning_ticket.claims`: claim verdicts computed from data.
-- :mod:`~winning_ticket.plotting`: the book's figure style.
+- :mod:`winning_ticket.algorithms`: the papers' mathematics (model, risk, Algorithm 1, the
+  batched engine, tensor initialization, pruning, matrix sensing, subset sum, networks);
+- :mod:`winning_ticket.experiments`: seeding, validation, sweeps, statistics, claims,
+  profiles, the chapter protocol, plotting;
+- :mod:`winning_ticket.chapters`: one module per chapter of the book.
+
+The names a notebook uses most are importable from here.
 """
 
 __version__ = "0.1.0"
+
+from .algorithms.networks import DEFAULT_CACHE  # noqa: E402
+from .experiments.claims import Claim, claims_table, verdict_lines  # noqa: E402
+from .experiments.plotting import use_book_style  # noqa: E402
+
+__all__ = ["Claim", "DEFAULT_CACHE", "claims_table", "use_book_style", "verdict_lines", "__version__"]

@@ -1,0 +1,379 @@
+r"""Batched engine: many independent AGD runs at once, in torch, on CPU or GPU.
+
+It computes exactly what :mod:`winning_ticket.algorithms.risk` and :mod:`winning_ticket.algorithms.agd`
+compute, for a batch of ``B`` problems with ``S`` runs per problem (runs of one
+problem share its data: AGD and GD, several starting points, several step sizes).
+
+Layout.  The inputs of neuron :math:`j` of problem ``b`` are stored transposed and
+contiguous, :math:`X_{\Omega_j}^\top \in \mathbb R^{r\times N}` (a ``(B, K, r, N)``
+tensor), and the ``S`` runs of a problem are the rows of a ``(K, S, r)`` weight
+tensor, so one iteration is two batched matrix products per problem,
+
+.. math::
+
+    Z_j^\top = W_j^\top X_{\Omega_j}^\top \in \mathbb R^{S\times N},\qquad
+    G_j^\top = \tfrac{1}{NK}\big(e \odot \mathbb 1\{Z_j>0\}\big)^\top X_{\Omega_j},
+
+costing about :math:`4NrKS` flops.  With ``S = 1`` these are matrix-vector products
+limited by memory traffic; every extra run that shares the data is almost free, which
+is why the chapters run AGD and GD (and several starts) on the same problem instance.
+(The transposed layout measured 1.3-1.9 times faster than ``(N, r)`` blocks on CPU.)
+
+Scheduling.  Problems are processed in chunks small enough to stay near the CPU
+cache (``max_chunk_bytes``; on a GPU the chunk is large).  A problem leaves its chunk
+as soon as all its runs have stopped, so stragglers do not slow the rest down.  Each
+run's arithmetic touches only its own problem, so results do not depend on the chunk
+size or on which other problems share the batch.
+
+Public functions take and return weights in the paper's layout ``(..., r, K)``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..experiments.validation import check_real
+from .agd import (
+    DIVERGENCE_ERROR,
+    ITERATION_CAP,
+    STATUS_NAMES,
+    STOP_TOL,
+    RunStatus,
+    SUCCESS_TOL,
+    check_agd_params,
+    check_mask,
+)
+from .teacher_student import Problem
+from ..experiments.progress import progress_bar
+
+DTYPE = torch.float64
+
+
+def default_device() -> torch.device:
+    """``$WT_DEVICE`` if set, else CUDA when available, else the CPU."""
+    name = os.environ.get("WT_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def stack_problems(problems: Sequence[Problem], device: torch.device | str | None = None, dtype=DTYPE):
+    """Stack problems of equal shape: ``XT (B,K,r,N)``, ``y (B,N)``, ``w_star (B,r,K)``.
+
+    ``XT[b, j]`` is :math:`X_{\\Omega_j}^\\top` of problem ``b``, contiguous.
+    """
+    if not problems:
+        raise ValueError("problems must not be empty")
+    shape = (problems[0].N, problems[0].d, problems[0].K, problems[0].r)
+    for p in problems:
+        if (p.N, p.d, p.K, p.r) != shape:
+            raise ValueError(f"all problems must share (N, d, K, r) = {shape}, got {(p.N, p.d, p.K, p.r)}")
+    device = torch.device(device) if device is not None else default_device()
+    XT = np.stack([p.X.T[p.omega] for p in problems])  # (B, K, r, N), C-contiguous
+    XT = torch.from_numpy(XT).to(device=device, dtype=dtype)
+    y = torch.from_numpy(np.stack([p.y for p in problems])).to(device=device, dtype=dtype)
+    w_star = torch.from_numpy(np.stack([p.w_star for p in problems])).to(device=device, dtype=dtype)
+    return XT, y, w_star
+
+
+# --- risk, gradient and Hessian for a batch ---------------------------------------------------
+# Internal weight layout: Wt (B, K, S, r), row s of Wt[b, j] is w_j of run s.
+
+
+def _to_rows(W: torch.Tensor) -> torch.Tensor:
+    """Paper layout ``(B,S,r,K)`` to engine layout ``(B,K,S,r)``."""
+    return W.permute(0, 3, 1, 2)
+
+
+def _to_paper(Wt: torch.Tensor) -> torch.Tensor:
+    """Engine layout ``(B,K,S,r)`` to paper layout ``(B,S,r,K)``."""
+    return Wt.permute(0, 2, 3, 1)
+
+
+def _forward(XT: torch.Tensor, Wt: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-activations ``ZT (B,K,S,N)`` and residuals ``e (B,S,N)`` of :math:`\\frac1K\\sum_j\\phi(z_j) - y`."""
+    ZT = torch.matmul(Wt, XT)
+    return ZT, ZT.clamp_min(0).mean(dim=1) - y.unsqueeze(1)
+
+
+def _grad(XT: torch.Tensor, ZT: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """Gradient ``(B,K,S,r)`` from pre-activations and residuals."""
+    K, N = XT.shape[1], XT.shape[3]
+    ET = e.unsqueeze(1) * (ZT > 0)
+    if ET.shape[2] <= 2:  # few runs: (S,N) @ (N,r) measured fastest
+        G = torch.matmul(ET, XT.mT)
+    else:  # more runs: (r,N) @ (N,S), then transpose
+        G = torch.matmul(XT, ET.mT).mT
+    return G / (N * K)
+
+
+def batched_risk(XT: torch.Tensor, y: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """Empirical risk (2) for weights ``W (B,S,r,K)``; returns ``(B,S)``."""
+    _, e = _forward(XT, _to_rows(W), y)
+    return 0.5 * (e**2).mean(dim=-1)
+
+
+def batched_gradient(XT: torch.Tensor, y: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """Gradient of the empirical risk for ``W (B,S,r,K)``; returns ``(B,S,r,K)``."""
+    ZT, e = _forward(XT, _to_rows(W), y)
+    return _to_paper(_grad(XT, ZT, e))
+
+
+def batched_hessian(XT: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """The ``(rK, rK)`` Hessians at ``W (B,S,r,K)``; returns ``(B,S,rK,rK)`` (column-major vec(W))."""
+    B, K, r, N = XT.shape
+    active = (torch.matmul(_to_rows(W), XT) > 0).to(XT.dtype)  # (B,K,S,N)
+    S = active.shape[2]
+    H = XT.new_empty(B, S, K * r, K * r)
+    for j in range(K):
+        for l in range(j, K):
+            both = active[:, j] * active[:, l]  # (B,S,N)
+            block = torch.einsum("brn,bsn,bqn->bsrq", XT[:, j], both, XT[:, l]) / (N * K**2)
+            H[:, :, j * r : (j + 1) * r, l * r : (l + 1) * r] = block
+            H[:, :, l * r : (l + 1) * r, j * r : (j + 1) * r] = block.transpose(-1, -2)
+    return H
+
+
+# --- AGD for a batch --------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """Outcome of ``B x S`` AGD runs (``S`` runs per problem).
+
+    ``rel_error[b, s, t]`` is the relative error after ``t`` iterations, NaN after the
+    run stopped (``None`` when the history was not recorded).
+    """
+
+    W: np.ndarray  # (B, S, r, K)
+    iterations: np.ndarray  # (B, S)
+    status: np.ndarray  # (B, S), codes of agd.RunStatus
+    final_error: np.ndarray  # (B, S)
+    rel_error: np.ndarray | None  # (B, S, T+1)
+
+    @property
+    def success(self) -> np.ndarray:
+        return (self.status != RunStatus.DIVERGED) & (self.final_error < SUCCESS_TOL)
+
+    @property
+    def status_names(self) -> np.ndarray:
+        return np.asarray(STATUS_NAMES, dtype=object)[self.status]
+
+    def record(self, b: int, s: int, initial_error: float | None = None) -> dict:
+        """The outcome of run ``(b, s)`` as plain fields of a results row.
+
+        With ``initial_error`` (the start's relative distance) it includes ``rate``, the mean
+        contraction per iteration (:meth:`mean_rate`).
+        """
+        row = dict(status=STATUS_NAMES[self.status[b, s]], success=bool(self.success[b, s]),
+                   final_error=float(self.final_error[b, s]), iterations=int(self.iterations[b, s]))
+        if initial_error is not None:
+            row["rate"] = float(self.mean_rate(initial_error)[b, s])
+        return row
+
+    def mean_rate(self, initial_error) -> np.ndarray:
+        """Mean contraction per iteration, ``(final_error / initial_error) ** (1 / iterations)``.
+
+        Needs no history; for a run in its linear phase it approaches the fitted rate of
+        :mod:`winning_ticket.algorithms.rates`.  NaN for runs that made no iteration.
+        """
+        init = np.broadcast_to(np.asarray(initial_error, dtype=np.float64), self.final_error.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.iterations > 0, (self.final_error / init) ** (1.0 / self.iterations), np.nan)
+
+    def flops(self, N: int, r: int, K: int) -> float:
+        """Useful floating-point work done: 4 N r K per iteration of each run."""
+        return float(4.0 * N * r * K * self.iterations.sum())
+
+
+def _per_run(name: str, value, B: int, S: int) -> np.ndarray:
+    """``value`` (a scalar, one per run column ``(S,)`` or one per run ``(B, S)``) as a ``(B, S)`` array."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim > 2 or (arr.ndim == 2 and arr.shape != (B, S)):
+        raise ValueError(f"{name} must be a scalar, an (S,) or a (B, S) array; got shape {arr.shape}")
+    try:
+        return np.broadcast_to(arr, (B, S)).copy()
+    except ValueError:
+        raise ValueError(f"{name} must be a scalar, an (S,) or a (B, S) array; got shape {arr.shape}") from None
+
+
+def run_agd_batched(
+    problems: Sequence[Problem],
+    W0: np.ndarray,
+    eta=0.5,
+    beta=0.2,
+    *,
+    max_iter: int = ITERATION_CAP,
+    tol: float = STOP_TOL,
+    record_history: bool = True,
+    device: torch.device | str | None = None,
+    max_chunk_bytes: int | None = None,
+    progress: bool | None = None,
+    success_stop: float | None = None,
+    mask: np.ndarray | None = None,
+) -> BatchResult:
+    """Run AGD on ``B`` problems with ``S`` starting points each, all at once.
+
+    Parameters:
+
+    * ``problems``: ``B`` problems sharing ``(N, d, K, r)``.
+    * ``W0``: starting points, shape ``(B, S, r, K)``.
+    * ``eta``, ``beta``: step size and momentum; a scalar, one value per run column ``(S,)``
+      or one per run ``(B, S)``.  ``beta = 0`` is GD.
+    * ``max_iter``, ``tol``: the iteration cap and the relative-change threshold of the stopping rule.
+    * ``record_history``: keep the relative error of every iterate.
+    * ``device``: torch device (default :func:`default_device`).
+    * ``max_chunk_bytes``: how much problem data is in flight at once; default 48 MiB
+      on the CPU (near the cache; measured best), 4 GiB on a GPU.
+    * ``progress``: show a progress bar over problems (default: see :mod:`winning_ticket.experiments.progress`).
+    * ``success_stop``: when set (use :data:`~winning_ticket.algorithms.agd.SUCCESS_TOL`), a noiseless run stops
+      as soon as its relative error is below this value *and* fell in the last step, with
+      status ``early_success``.  Its success verdict is the one the full protocol would
+      give (in the linear phase the error keeps falling; tested), at a fraction of the
+      iterations; its ``iterations`` and ``final_error`` are those of the early stop.
+    * ``mask``: binary ``(B, S, r, K)`` mask (or one broadcastable to it): AGD on the pruned
+      problem (4), the gradient multiplied by the mask.  ``W0`` must be zero where the mask
+      is 0; those weights then stay exactly zero.
+    """
+    B = len(problems)
+    if B == 0:
+        raise ValueError("problems must not be empty")
+    N, K, r = problems[0].N, problems[0].K, problems[0].r
+    W0 = np.asarray(W0, dtype=np.float64)
+    if W0.ndim != 4 or W0.shape[0] != B or W0.shape[2:] != (r, K):
+        raise ValueError(f"W0 must have shape (B={B}, S, r={r}, K={K}), got {W0.shape}")
+    if not np.all(np.isfinite(W0)):
+        raise ValueError("W0 contains NaN or infinite entries")
+    S = W0.shape[1]
+    masks = None
+    if mask is not None:
+        try:
+            masks = check_mask(np.broadcast_to(np.asarray(mask), W0.shape), W0.shape)
+        except ValueError as exc:
+            raise ValueError(f"mask must broadcast to W0's shape {W0.shape}: {exc}") from None
+        if np.any(W0[masks == 0] != 0):
+            raise ValueError("W0 must be zero wherever mask is 0")
+    etas, betas = _per_run("eta", eta, B, S), _per_run("beta", beta, B, S)
+    for e_, b_ in zip(etas.ravel(), betas.ravel()):
+        _, _, max_iter, tol = check_agd_params(e_, b_, max_iter, tol)
+    if success_stop is not None:
+        success_stop = check_real("success_stop", success_stop, 0.0, low_open=True)
+    device = torch.device(device) if device is not None else default_device()
+    if max_chunk_bytes is None:
+        max_chunk_bytes = (4 << 30) if device.type == "cuda" else (48 << 20)
+    per_problem = N * K * r * 8
+    chunk = max(1, min(B, max_chunk_bytes // per_problem))
+
+    out_W = np.empty((B, S, r, K))
+    out_it = np.zeros((B, S), dtype=np.int64)
+    out_status = np.zeros((B, S), dtype=np.int64)
+    out_err = np.empty((B, S))
+    hist = np.full((B, S, max_iter + 1), np.nan) if record_history else None
+    with progress_bar(total=B, desc="AGD runs (problems)", enable=progress) as bar:
+        for start in range(0, B, chunk):
+            sl = slice(start, min(B, start + chunk))
+            res = _run_chunk(
+                problems[sl], W0[sl], etas[sl], betas[sl], max_iter, tol, record_history, device, bar, success_stop,
+                None if masks is None else masks[sl],
+            )
+            out_W[sl], out_it[sl], out_status[sl], out_err[sl] = res[:4]
+            if hist is not None:
+                hist[sl] = res[4]
+    if hist is not None:
+        hist = hist[:, :, : int(out_it.max()) + 1]
+    return BatchResult(W=out_W, iterations=out_it, status=out_status, final_error=out_err, rel_error=hist)
+
+
+def _run_norms(T: torch.Tensor) -> torch.Tensor:
+    """Frobenius norm of each run's weights: ``(a,K,S,r)`` to ``(a,S)``."""
+    return T.transpose(1, 2).flatten(2).norm(dim=2)
+
+
+def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device, bar, success_stop, masks=None):
+    """AGD on one chunk of problems.
+
+    All per-run state lives in "active" tensors; a problem whose runs have all stopped
+    is written to the outputs and dropped from them, so an iteration does no scatter.
+    """
+    XT, y, w_star = stack_problems(problems, device)
+    b, K, r, N = XT.shape
+    S = W0.shape[1]
+    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=DTYPE, device=device)  # noqa: E731
+    W = _to_rows(as_t(W0)).contiguous()  # (a,K,S,r) for the a active problems
+    W_prev = W.clone()
+    M = None if masks is None else _to_rows(as_t(masks)).contiguous()
+    Ws = w_star.permute(0, 2, 1).unsqueeze(2)  # (a,K,1,r)
+    ws_norm = Ws.flatten(1).norm(dim=1).unsqueeze(1)  # (a,1)
+    eta = as_t(etas).view(b, 1, S, 1)
+    beta = as_t(betas).view(b, 1, S, 1)
+    err = _run_norms(W - Ws) / ws_norm  # (a,S)
+    status = torch.zeros(b, S, dtype=torch.int64, device=device)
+    iters = torch.zeros(b, S, dtype=torch.int64, device=device)
+    hist = None
+    if record_history:
+        hist = torch.full((b, S, max_iter + 1), float("nan"), dtype=DTYPE, device=device)
+        hist[:, :, 0] = err
+
+    out_W = np.empty((b, S, r, K))
+    out_it = np.empty((b, S), dtype=np.int64)
+    out_status = np.empty((b, S), dtype=np.int64)
+    out_err = np.empty((b, S))
+    out_hist = np.empty((b, S, max_iter + 1)) if record_history else None
+    rows = torch.arange(b, device=device)  # chunk index of each active problem
+
+    def retire(done: torch.Tensor) -> None:
+        idx = rows[done].cpu().numpy()
+        out_W[idx] = _to_paper(W[done]).cpu().numpy()
+        out_it[idx] = iters[done].cpu().numpy()
+        out_status[idx] = status[done].cpu().numpy()
+        out_err[idx] = err[done].cpu().numpy()
+        if hist is not None:
+            out_hist[idx] = hist[done].cpu().numpy()
+        if bar is not None:
+            bar.update(len(idx))
+
+    check_every = 1 if device.type == "cpu" else 16
+    for t in range(max_iter):
+        # [engine-iteration] one iteration for every run of the batch, shown on the Reproducing page
+        ZT, e = _forward(XT, W, y)
+        G = _grad(XT, ZT, e)
+        if M is not None:
+            G = G * M
+        W_next = W - eta * G + beta * (W - W_prev)
+        err_next = _run_norms(W_next - Ws) / ws_norm
+        change = _run_norms(W_next - W) / _run_norms(W)
+        running = status == 0
+        ok = running & (err_next <= DIVERGENCE_ERROR)  # False for NaN and inf too
+        falling = err_next < err
+        keep = ok.view(-1, 1, S, 1)
+        W_prev = torch.where(keep, W, W_prev)
+        W = torch.where(keep, W_next, W)
+        err = torch.where(ok, err_next, err)
+        iters += ok
+        stop = torch.where(ok & (change < tol), int(RunStatus.CONVERGED), torch.where(running & ~ok, int(RunStatus.DIVERGED), 0))
+        if success_stop is not None:
+            early = ok & (stop == 0) & (err_next < success_stop) & falling
+            stop = torch.where(early, int(RunStatus.EARLY_SUCCESS), stop)
+        if t == max_iter - 1:
+            stop = torch.where(ok & (stop == 0), int(RunStatus.MAX_ITER), stop)
+        status = torch.where(running, stop, status)
+        if hist is not None:
+            hist[:, :, t + 1] = torch.where(ok, err_next, torch.nan)
+        # [/engine-iteration]
+        if t % check_every == check_every - 1 or t == max_iter - 1:
+            alive = (status == 0).any(dim=1)
+            if not bool(alive.all()):
+                retire(~alive)
+                rows, XT, y, Ws, ws_norm = rows[alive], XT[alive], y[alive], Ws[alive], ws_norm[alive]
+                W, W_prev, eta, beta, err = W[alive], W_prev[alive], eta[alive], beta[alive], err[alive]
+                status, iters = status[alive], iters[alive]
+                M = M[alive] if M is not None else None
+                hist = hist[alive] if hist is not None else None
+                if rows.numel() == 0:
+                    break
+    return out_W, out_it, out_status, out_err, out_hist

@@ -1,0 +1,369 @@
+r"""The Strong-tickets chapter: approximation by pruning alone (Pensia et al., 2020; Malach et al., 2020).
+
+Two experiments.
+
+* **Theory check**: random bias-free ReLU targets of width ``d`` and depth 2 and 3, approximated
+  by pruning a random network twice as deep with :math:`2n` Uniform[-1, 1] candidate units per
+  input (:func:`~winning_ticket.algorithms.subset_sum.prune_random_network`), by subset sum and by the
+  single-unit baseline; the error is the supremum over the unit sphere
+  (:func:`~winning_ticket.algorithms.subset_sum.sup_error`: random points plus projected gradient ascent, a
+  lower estimate).
+* **Experiment 1 of the official code on MNIST**: train the bias-free ``784-500-10`` target, then
+  replace every weight :math:`w` by the best subset sum of :math:`n = c\lceil\log_2(1/\varepsilon)\rfloor`
+  fresh random coefficients drawn from :math:`U[\min w, \max w]`, and compare accuracies and counts
+  with the repository's table.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from ..experiments.validation import check_int, check_real
+from ..experiments.claims import Claim
+from ..algorithms.mnist import balanced_subset, load_mnist, to_float
+from ..experiments.seeding import numpy_rng, seed_sequence, torch_generator
+from ..algorithms.networks import DEFAULT_CACHE, BiasFreeMLP, accuracy, cache_key, load_state, save_state_atomic, train_classifier
+from ..experiments.plotting import PALETTE, label_axes
+from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec
+from ..algorithms.subset_sum import prune_random_network, random_target, solve_subset_sum, sup_error
+from ..experiments.sweep import run_sweep
+
+METHODS = ("subset_sum", "single_unit")
+PAPER_TABLE = {"target accuracy": 0.9719, "approximation accuracy": 0.9719, "weights": 397_000,
+               "total coefficients": 8_340_000, "remaining coefficients": 3_730_000}
+"""The official repository's README table (Experiment 1)."""
+
+
+@dataclass(frozen=True)
+class StrongConfig(ChapterConfig):
+    width: int = 8
+    depths: tuple[int, ...] = (2, 3)
+    n_values: tuple[int, ...] = (2, 4, 6, 8, 10, 12, 14, 16, 18, 20)
+    trials: int = 10
+    sup_samples: int = 10_000
+    eps_grid: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
+    mnist_hidden: int = 500
+    mnist_train: int = 60_000
+    mnist_epochs: int = 10
+    mnist_lr: float = 0.1
+    mnist_eps: float = 0.01
+    mnist_c: int = 3
+    seed: int = 2020
+    profile: str = "custom"
+
+    PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "smoke": dict(n_values=(4, 8, 12, 16, 20), trials=2, sup_samples=2000, mnist_hidden=32, mnist_train=6000,
+                      mnist_epochs=1),
+        "book": dict(trials=5, sup_samples=4000),
+    }
+
+    def validate(self) -> None:
+        for name in ("width", "trials", "sup_samples", "mnist_hidden", "mnist_epochs", "mnist_c"):
+            check_int(name, getattr(self, name), 1)
+        check_int("mnist_train", self.mnist_train, 10, 60_000)
+        check_real("mnist_eps", self.mnist_eps, 0.0, 1.0, low_open=True, high_open=True)
+        for n in self.n_values:
+            check_int("n", n, 1, 20)
+        if len(self.n_values) < 3:
+            raise ValueError("n_values needs at least three values")
+
+    @property
+    def mnist_n(self) -> int:
+        """Coefficients per weight, ``int(c * round(log2(1 / eps)))`` as in the official script."""
+        return int(self.mnist_c * round(math.log2(1 / self.mnist_eps)))
+
+
+# --- theory check -------------------------------------------------------------------------------
+
+
+def theory_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> list[dict]:
+    """One depth: every trial's target, pruned at every n by both methods."""
+    widths = (params["width"],) * (params["depth"] + 1)
+    rows = []
+    for ss, t in zip(seeds, trials):
+        target = random_target(widths, seed_sequence(ss, 0))
+        n_weights = sum(W.size for W in target)
+        for n in params["n_values"]:
+            for m, method in enumerate(METHODS):
+                layers = prune_random_network(target, n, seed_sequence(ss, 1, n), method)  # same random net
+                errs = np.concatenate([L.errors.ravel() for L in layers])
+                rows.append(dict(depth=params["depth"], trial=t, n=n, method=method,
+                                 sup_error=sup_error(target, layers, seed_sequence(ss, 2, n, m),
+                                                     samples=params["sup_samples"]),
+                                 weight_error_median=float(np.median(errs)), weight_error_max=float(errs.max()),
+                                 kept=sum(L.kept for L in layers),
+                                 random_params=sum(L.first.shape[0] + L.second.size for L in layers),
+                                 target_weights=n_weights))
+    return rows
+
+
+def theory_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (depth, method, n): median and spread of the sup error, kept weights per target weight."""
+    g = runs.groupby(["depth", "method", "n"])
+    out = pd.DataFrame({"sup_error_median": g["sup_error"].median(), "sup_error_max": g["sup_error"].max(),
+                        "weight_error_median": g["weight_error_median"].median(),
+                        "kept_per_target_weight": (g["kept"].mean() / g["target_weights"].first())})
+    out["random_params_per_target_weight"] = g["random_params"].first() / g["target_weights"].first()
+    return out
+
+
+def decay_slopes(runs: pd.DataFrame, n_min: int = 6) -> pd.DataFrame:
+    """Least-squares slope of log10(median sup error) against n (n >= n_min), per depth and method."""
+    s = theory_summary(runs).reset_index()
+    s = s[s["n"] >= n_min]
+    rows = []
+    for (depth, method), g in s.groupby(["depth", "method"]):
+        slope = np.polyfit(g["n"], np.log10(g["sup_error_median"]), 1)[0]
+        rows.append(dict(depth=depth, method=method, log10_slope_per_unit=slope))
+    return pd.DataFrame(rows).set_index(["depth", "method"])
+
+
+def n_needed(runs: pd.DataFrame, eps_grid) -> pd.DataFrame:
+    """Smallest n in the grid whose median sup error is at most eps (NaN: not reached in the grid)."""
+    s = theory_summary(runs)["sup_error_median"]
+    rows = []
+    for (depth, method), g in s.groupby(level=["depth", "method"]):
+        g = g.droplevel([0, 1])
+        for eps in eps_grid:
+            ok = g[g <= eps]
+            rows.append(dict(depth=depth, method=method, eps=eps, n=float(ok.index.min()) if len(ok) else np.nan))
+    return pd.DataFrame(rows)
+
+
+# --- MNIST replica ------------------------------------------------------------------------------
+
+
+def _mnist_tensors(config: StrongConfig):
+    data = load_mnist()
+    idx = np.arange(60_000) if config.mnist_train == 60_000 else \
+        balanced_subset(data["train_labels"], config.mnist_train, seed_sequence(config.seed, 7))
+    X = torch.from_numpy(to_float(data["train_images"][idx], normalize=False))  # the script: ToTensor only
+    y = torch.from_numpy(data["train_labels"][idx].astype(np.int64))
+    Xt = torch.from_numpy(to_float(data["test_images"], normalize=False))
+    yt = torch.from_numpy(data["test_labels"].astype(np.int64))
+    return X, y, Xt, yt
+
+
+def mnist_target(config: StrongConfig, X: torch.Tensor, y: torch.Tensor, cache_dir=DEFAULT_CACHE,
+                 progress: bool | None = None):
+    """The bias-free target trained on ``X, y`` (cached atomically, keyed by its training parameters)."""
+    c = config
+    key = cache_key(kind="strong-target", hidden=c.mnist_hidden, train=c.mnist_train, epochs=c.mnist_epochs,
+                    lr=c.mnist_lr, seed=c.seed, torch=torch.__version__.split("+")[0])
+    path = None if cache_dir is None else Path(cache_dir) / f"strong-target-{key}.pt"
+    model = BiasFreeMLP((784, c.mnist_hidden, 10), generator=torch_generator(c.seed, 8, bits=31))
+    cached = load_state(path) if path is not None else None
+    if cached is not None:
+        model.load_state_dict(cached[0])
+        return model, cached[1]["seconds"], True
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # CPU matrix products sum in a thread-dependent order; one thread makes the
+    start = time.perf_counter()  # trained target the same on every machine (as the MNIST IMP runs do)
+    try:
+        train_classifier(model, X, y, epochs=c.mnist_epochs, lr=c.mnist_lr, momentum=0.9, weight_decay=5e-4,
+                         batch_size=64, seed=c.seed, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+    seconds = time.perf_counter() - start
+    if path is not None:
+        save_state_atomic(path, model.state_dict(), {"seconds": seconds})
+    return model, seconds, False
+
+
+def approximate_weights(weights: list[np.ndarray], n: int, seed) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Best subset sums of ``n`` fresh U[min w, max w] coefficients for every weight; returns (w_hat, kept counts)."""
+    lo = min(float(W.min()) for W in weights)
+    hi = max(float(W.max()) for W in weights)
+    rng = numpy_rng(seed)
+    approx, kept = [], []
+    for W in weights:
+        coeffs = rng.uniform(lo, hi, size=(W.size, n))
+        sel, err = solve_subset_sum(coeffs, W.ravel())
+        approx.append((W.ravel() - err).reshape(W.shape))
+        kept.append(sel.sum(axis=1).reshape(W.shape))
+    return approx, kept
+
+
+def run_mnist_replica(config: StrongConfig, cache_dir=DEFAULT_CACHE, progress: bool | None = None) -> dict:
+    """Experiment 1 of Pensia et al.: train the target, approximate every weight by subset sum, compare accuracies."""
+    c = config
+    X, y, Xt, yt = _mnist_tensors(c)  # read and checked once
+    model, train_seconds, cached = mnist_target(c, X, y, cache_dir, progress)
+    weights = model.weight_matrices()
+    start = time.perf_counter()
+    approx, kept = approximate_weights(weights, c.mnist_n, seed_sequence(c.seed, 9))
+    solve_seconds = time.perf_counter() - start
+    approx_model = BiasFreeMLP((784, c.mnist_hidden, 10))
+    with torch.no_grad():
+        for lin, W in zip([m for m in approx_model if isinstance(m, torch.nn.Linear)], approx):
+            lin.weight.copy_(torch.from_numpy(W.astype(np.float32)))
+    errs = np.concatenate([(W - A).ravel() for W, A in zip(weights, approx)])
+    n_weights = int(sum(W.size for W in weights))
+    return dict(
+        target_accuracy=accuracy(model, Xt, yt), approx_accuracy=accuracy(approx_model, Xt, yt),
+        weights=n_weights, coefficients_per_weight=c.mnist_n, total_coefficients=n_weights * c.mnist_n,
+        remaining_coefficients=int(sum(k.sum() for k in kept)), max_weight_error=float(np.abs(errs).max()),
+        within_eps=float(np.mean(np.abs(errs) <= c.mnist_eps)), small_weights=float(np.mean(
+            np.abs(np.concatenate([W.ravel() for W in weights])) <= c.mnist_eps)),
+        train_seconds=train_seconds, target_cached=cached, solve_seconds=solve_seconds,
+        solve_ms_per_weight=solve_seconds / n_weights * 1e3,
+    )
+
+
+def mnist_table(rep: dict) -> pd.DataFrame:
+    """Our replica beside the repository's table, formatted for reading."""
+    pct, count = "{:.2%}".format, "{:,}".format
+    paper = PAPER_TABLE
+    rows = {
+        "target accuracy": (pct(rep["target_accuracy"]), pct(paper["target accuracy"])),
+        "approximation accuracy": (pct(rep["approx_accuracy"]), pct(paper["approximation accuracy"])),
+        "target weights": (count(rep["weights"]), count(paper["weights"])),
+        "coefficients per weight": (str(rep["coefficients_per_weight"]), "21"),
+        "total coefficients": (count(rep["total_coefficients"]), count(paper["total coefficients"])),
+        "remaining coefficients": (count(rep["remaining_coefficients"]), count(paper["remaining coefficients"])),
+        "remaining / total": (f"{rep['remaining_coefficients'] / rep['total_coefficients']:.3f}",
+                              f"{paper['remaining coefficients'] / paper['total coefficients']:.3f}"),
+        "largest |w - w_hat|": (f"{rep['max_weight_error']:.2e}", "<= 0.01 (required)"),
+        "subset-sum solver": ("exact best subset, meet in the middle (time: printed by the run)",
+                              "Gurobi MIP, first subset within 0.01; about 21.5 h on 36 cores"),
+    }
+    return pd.DataFrame(rows, index=["this book", "official repository"]).T
+
+
+def counting_bound(n_weights: int, eps: float, weight_range: float = 2.0) -> float:
+    r"""Random coefficients any pruning scheme needs to hit every target to within ``eps``.
+
+    The targets form a grid of :math:`(R/2\varepsilon)^{m}` points pairwise :math:`> 2\varepsilon` apart
+    (:math:`m` weights in a range of length :math:`R`); each needs its own mask, and :math:`p`
+    coefficients give only :math:`2^p` masks, so :math:`p \ge m\log_2(R/2\varepsilon)`.
+    """
+    return n_weights * math.log2(weight_range / (2 * eps))
+
+
+# --- chapter ------------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class StrongResult(ChapterResult):
+    TABLES: ClassVar[tuple[str, ...]] = ("runs",)
+    config: StrongConfig
+    runs: pd.DataFrame
+    mnist: dict
+
+
+def run(config: StrongConfig, *, executor: Executor | None = None, cache_dir=None, progress: bool | None = None) -> StrongResult:
+    """The theory sweep (subset sum and single unit against n, per depth) and the MNIST replica."""
+    c = config
+    start = time.perf_counter()
+    sweep = run_sweep(theory_task, [dict(width=c.width, depth=dp, n_values=c.n_values, sup_samples=c.sup_samples)
+                                    for dp in c.depths],
+                      c.trials, seed=c.seed, name=f"strong-{c.profile}", executor=executor, cache_dir=cache_dir,
+                      progress=progress)
+    rep = run_mnist_replica(c, cache_dir, progress)
+    return StrongResult(config=c, runs=sweep.runs, mnist=rep, seconds=time.perf_counter() - start)
+
+
+def check_claims(result: StrongResult) -> list[Claim]:
+    """The claims of Pensia et al. tested by the chapter, decided from the runs.
+
+    * ``subset-sum-error-geometric``: the log10 slope of the median sup error against n is at
+      most -0.1 at every depth.
+    * ``single-unit-error-slow``: at the largest n the single-unit error is at least 10 times
+      the subset-sum error at every depth.
+    * ``logarithmic-width-suffices``: subset sum reaches median sup error 0.01 within the grid of
+      n at every depth; the single unit does not.
+    * ``mnist-accuracy-preserved``: the approximated network's test accuracy is within 0.1
+      points of the target's and every weight within ``mnist_eps``.
+    * ``mnist-remaining-fraction``: the fraction of kept coefficients lies in [0.35, 0.55].
+    """
+    c = result.config
+    slopes = decay_slopes(result.runs)["log10_slope_per_unit"]
+    s = theory_summary(result.runs)["sup_error_median"]
+    top = max(c.n_values)
+    ratio = {d: s[(d, "single_unit", top)] / s[(d, "subset_sum", top)] for d in c.depths}
+    need = n_needed(result.runs, [0.01])
+    rep = result.mnist
+    frac = rep["remaining_coefficients"] / rep["total_coefficients"]
+    return [
+        Claim(
+            name="subset-sum-error-geometric",
+            statement="With subset sums the error falls geometrically in the number n of candidates (about 2^-n).",
+            holds=bool((slopes.xs("subset_sum", level="method") <= -0.1).all()),
+            statistic="log10 slope of the median sup error per extra candidate (n >= 6): "
+                      + ", ".join(f"depth {d}: {v:.3f}" for d, v in slopes.xs("subset_sum", level="method").items()),
+            rule="the slope is at most -0.1 (a factor 10 per 10 candidates) at every depth",
+        ),
+        Claim(
+            name="single-unit-error-slow",
+            statement="Selecting one unit per weight (Malach et al.) improves only polynomially: far behind at large n.",
+            holds=bool(all(v >= 10 for v in ratio.values())),
+            statistic=f"median sup error, single unit / subset sum, at n = {top}: "
+                      + ", ".join(f"depth {d}: {v:.3g}" for d, v in ratio.items()),
+            rule="the ratio is at least 10 at every depth",
+        ),
+        Claim(
+            name="logarithmic-width-suffices",
+            statement="A target error of 0.01 needs few candidates with subset sums; single units do not reach it.",
+            holds=bool(need[need.method == "subset_sum"]["n"].notna().all()
+                       and need[need.method == "single_unit"]["n"].isna().all()),
+            statistic="; ".join(f"depth {r.depth} {r.method}: n = {r.n:g}" for r in need.itertuples()),
+            rule=f"subset sum reaches median sup error 0.01 within n <= {top} at every depth, the single unit does not",
+        ),
+        Claim(
+            name="mnist-accuracy-preserved",
+            statement="Replacing every MNIST weight by its subset sum keeps the target's accuracy (repository: 97.19% both).",
+            holds=bool(abs(rep["approx_accuracy"] - rep["target_accuracy"]) <= 0.001 and rep["within_eps"] == 1.0),
+            statistic=f"target {rep['target_accuracy']:.4f}, approximation {rep['approx_accuracy']:.4f}; "
+                      f"largest weight error {rep['max_weight_error']:.2e}",
+            rule=f"accuracies within 0.1 points and every weight within eps = {c.mnist_eps}",
+        ),
+        Claim(
+            name="mnist-remaining-fraction",
+            statement="About 45% of the random coefficients survive pruning (repository: 3.73M of 8.34M).",
+            holds=bool(0.35 <= frac <= 0.55),
+            statistic=f"remaining / total = {frac:.3f} ({rep['remaining_coefficients']:,} of {rep['total_coefficients']:,})",
+            rule="the fraction lies in [0.35, 0.55]",
+        ),
+    ]
+
+
+def plot_theory(result: StrongResult):
+    """(a) sup error against n; (b) candidates needed against 1/eps; (c) kept weights per target weight."""
+    c = result.config
+    s = theory_summary(result.runs).reset_index()
+    need = n_needed(result.runs, c.eps_grid)
+    fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(13, 3.9))
+    styles = {2: "-", 3: "--", 4: ":"}
+    for m, method in enumerate(METHODS):
+        for depth in c.depths:
+            g = s[(s.method == method) & (s.depth == depth)]
+            label = f"{method.replace('_', ' ')}, depth {depth}"
+            ax_a.plot(g["n"], g["sup_error_median"], marker="os"[m], color=PALETTE[m], ls=styles.get(depth, "-"),
+                      label=label)
+            h = need[(need.method == method) & (need.depth == depth)]
+            ax_b.plot(1 / h["eps"], h["n"], marker="os"[m], color=PALETTE[m], ls=styles.get(depth, "-"), label=label)
+            ax_c.plot(g["n"], g["kept_per_target_weight"], marker="os"[m], color=PALETTE[m],
+                      ls=styles.get(depth, "-"), label=label)
+    ns = np.array(c.n_values, dtype=float)
+    ax_a.plot(ns, 0.3 / ns, color="0.5", lw=1, ls="-.", label=r"guide $\propto 1/n$")
+    ax_a.set_yscale("log")
+    label_axes(ax_a, "candidate units per input and sign, n", r"sup error on the unit sphere (median)", f"(a) error of the pruned network, width {c.width}")
+    ax_a.legend(fontsize=7, handlelength=3)
+    ax_b.set_xscale("log")
+    label_axes(ax_b, r"target precision $1/\varepsilon$", r"smallest n with median error $\leq\varepsilon$" "\n(missing points: not reached)", "(b) n needed for error ≤ ε")
+    label_axes(ax_c, "candidate units per input and sign, n", "kept weights per target weight", "(c) size of the ticket")
+    return fig
+
+
+CHAPTER = ChapterSpec("strong_tickets", "Strong lottery tickets by subset sum", StrongConfig, StrongResult, run, check_claims,
+                      {"Theorem 1 (Pensia et al.)": plot_theory})

@@ -1,0 +1,98 @@
+"""The chapter protocol: what every chapter module under :mod:`winning_ticket.chapters` provides.
+
+A chapter module reproduces one figure (or one result) of a paper.  It defines
+
+* a **config**: a frozen dataclass deriving from :class:`ChapterConfig`.  Its field defaults
+  are the ``paper`` set-up; ``PROFILES`` maps each other profile's name to the fields it
+  overrides (data, not code), and ``validate`` checks every constraint when the config is
+  built, so an impossible config fails at once with the parameter's name;
+* a **result**: a dataclass deriving from :class:`ChapterResult` that holds the config, the
+  tidy per-trial tables (pandas, one row per run; their names in ``TABLES``) and the wall time;
+* ``run(config, *, executor=None, cache_dir=None, progress=None) -> result``: the experiment.
+  ``executor`` is any :class:`concurrent.futures.Executor` (default: in-process),
+  ``cache_dir`` a directory for resumable unit results (``None``: no cache), ``progress``
+  shows a bar (``None``: on unless ``WT_PROGRESS=0`` or ``CI`` is set);
+* ``check_claims(result) -> list[Claim]``: the verdicts; its docstring states each claim's rule;
+* figure functions named after the paper's figures (``plot_figure3``).
+
+Each module registers itself with a :class:`ChapterSpec` named ``CHAPTER``;
+:mod:`winning_ticket.chapters` lists them all and ``tests/test_protocol.py`` checks the protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping
+
+import pandas as pd
+
+from .profiles import PROFILES, config_table, current_profile
+
+
+@dataclass(frozen=True)
+class ChapterConfig:
+    """Base of every chapter's configuration (a frozen dataclass; see the module docstring).
+
+    Subclasses declare their fields with the ``paper`` values as defaults, end with
+    ``profile: str = "custom"``, set ``PROFILES`` and override :meth:`validate`.
+    """
+
+    PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    """Profile name -> the fields it overrides (``paper`` overrides nothing)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the parameter and its allowed range if the config is invalid."""
+
+    @classmethod
+    def for_profile(cls, profile: str | None = None):
+        """The configuration of a profile (``$WT_PROFILE`` by default; see :mod:`~winning_ticket.experiments.profiles`)."""
+        name = current_profile(profile)
+        return cls(**dict(cls.PROFILES.get(name, {})), profile=name)
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated again); ``profile`` becomes ``"custom"`` unless given."""
+        changes.setdefault("profile", "custom")
+        return dataclasses.replace(self, **changes)
+
+    def table(self) -> pd.DataFrame:
+        """The parameters as a two-column table for the chapter's parameter table."""
+        return config_table(self)
+
+
+@dataclass(kw_only=True)
+class ChapterResult:
+    """Base of every chapter's result: the config, tidy per-trial tables, and the wall time."""
+
+    TABLES: ClassVar[tuple[str, ...]] = ("runs",)
+    """Names of the attributes that hold tidy per-trial tables."""
+
+    config: ChapterConfig
+    seconds: float = 0.0
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The tidy per-trial tables by name."""
+        return {name: getattr(self, name) for name in self.TABLES}
+
+
+@dataclass(frozen=True)
+class ChapterSpec:
+    """What a chapter module registers as ``CHAPTER``: its name and the protocol's pieces."""
+
+    name: str
+    """Equal to the module's and the notebook's name."""
+    title: str
+    config: type[ChapterConfig]
+    result: type[ChapterResult]
+    run: Callable[..., ChapterResult]
+    check_claims: Callable[[ChapterResult], list]
+    figures: Mapping[str, Callable] = field(default_factory=dict)
+    """The paper's figure label (``"Fig. 3"``) -> the function that draws it from a result."""
+
+    def __post_init__(self) -> None:
+        for name in PROFILES:
+            if name != "paper" and name not in self.config.PROFILES:
+                raise ValueError(f"chapter {self.name!r}: profile {name!r} missing from {self.config.__name__}.PROFILES")

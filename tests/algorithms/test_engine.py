@@ -1,0 +1,186 @@
+from winning_ticket.algorithms.teacher_student import dense_student
+import numpy as np
+import pytest
+import torch
+
+from winning_ticket.algorithms.agd import RunStatus, run_agd
+from winning_ticket.algorithms.engine import (
+    batched_gradient,
+    batched_hessian,
+    batched_risk,
+    run_agd_batched,
+    stack_problems,
+)
+from winning_ticket.algorithms.teacher_student import initial_point, make_problem
+from winning_ticket.experiments.seeding import seed_sequence
+from winning_ticket.algorithms.risk import gradient, hessian, risk
+
+
+def _problems(n, N=250, d=24, K=3, r=6, noise=0.0, seed=21):
+    return [make_problem(N, d, K, r, noise, seed_sequence(seed, i)) for i in range(n)]
+
+
+def _starts(problems, S, lam=0.5, seed=8):
+    return np.stack([[initial_point(p.w_star, lam, seed_sequence(seed, b, s)) for s in range(S)] for b, p in enumerate(problems)])
+
+
+def test_batched_risk_gradient_hessian_equal_reference():
+    probs = _problems(3, noise=0.05)
+    W = _starts(probs, 2)
+    Xs, y, _ = stack_problems(probs, "cpu")
+    Wt = torch.from_numpy(W)
+    R, G, H = batched_risk(Xs, y, Wt).numpy(), batched_gradient(Xs, y, Wt).numpy(), batched_hessian(Xs, Wt).numpy()
+    for b, p in enumerate(probs):
+        for s in range(2):
+            assert R[b, s] == pytest.approx(risk(p.sub_inputs(), p.y, W[b, s]), rel=1e-12)
+            np.testing.assert_allclose(G[b, s], gradient(p.sub_inputs(), p.y, W[b, s]), rtol=1e-10, atol=1e-15)
+            np.testing.assert_allclose(H[b, s], hessian(p.sub_inputs(), W[b, s]), rtol=1e-10, atol=1e-15)
+
+
+def test_batched_runs_equal_the_reference_iterates():
+    probs = _problems(3)
+    W0 = _starts(probs, 2)
+    res = run_agd_batched(probs, W0, eta=0.5, beta=[0.2, 0.0], progress=False)
+    for b, p in enumerate(probs):
+        for s, beta in enumerate((0.2, 0.0)):
+            ref = run_agd(p.sub_inputs(), p.y, p.w_star, W0[b, s], eta=0.5, beta=beta)
+            assert res.iterations[b, s] == ref.iterations
+            assert res.status[b, s] == ref.status == RunStatus.CONVERGED
+            np.testing.assert_allclose(res.W[b, s], ref.W, rtol=1e-9, atol=1e-14)
+            h = res.rel_error[b, s]
+            np.testing.assert_allclose(h[: ref.iterations + 1], ref.rel_error, rtol=1e-8)
+            assert np.all(np.isnan(h[ref.iterations + 1 :]))
+            assert res.final_error[b, s] == pytest.approx(ref.final_error, rel=1e-8)
+
+
+def test_results_do_not_depend_on_batch_size_or_chunking():
+    probs = _problems(4)
+    W0 = _starts(probs, 2)
+    full = run_agd_batched(probs, W0, 0.5, [0.2, 0.0], progress=False)
+    chunked = run_agd_batched(probs, W0, 0.5, [0.2, 0.0], device="cpu", progress=False, max_chunk_bytes=1)
+    alone = [run_agd_batched([p], W0[i : i + 1], 0.5, [0.2, 0.0], progress=False) for i, p in enumerate(probs)]
+    np.testing.assert_array_equal(full.iterations, chunked.iterations)
+    np.testing.assert_allclose(full.W, chunked.W, rtol=1e-12, atol=1e-15)
+    for i, a in enumerate(alone):
+        np.testing.assert_array_equal(full.iterations[i], a.iterations[0])
+        np.testing.assert_allclose(full.W[i], a.W[0], rtol=1e-12, atol=1e-15)
+    # the problems themselves come from keyed seeds: the same whatever else is drawn
+    again = _problems(2)
+    np.testing.assert_array_equal(again[1].X, probs[1].X)
+
+
+def test_a_diverging_run_does_not_disturb_the_others():
+    probs = _problems(2)
+    W0 = _starts(probs, 2)
+    etas = np.array([[0.5, 1e4], [0.5, 0.5]])
+    res = run_agd_batched(probs, W0, etas, 0.2, progress=False)
+    assert res.status[0, 1] == RunStatus.DIVERGED and not res.success[0, 1]
+    assert np.all(np.isfinite(res.W))
+    assert res.status_names[0, 1] == "diverged"
+    ref = run_agd(probs[0].sub_inputs(), probs[0].y, probs[0].w_star, W0[0, 0], 0.5, 0.2)
+    assert res.iterations[0, 0] == ref.iterations and res.success[0, 0]
+    ref_bad = run_agd(probs[0].sub_inputs(), probs[0].y, probs[0].w_star, W0[0, 1], 1e4, 0.2)
+    assert ref_bad.status == RunStatus.DIVERGED and res.iterations[0, 1] == ref_bad.iterations
+
+
+def test_iteration_cap_and_history_off():
+    probs = _problems(2)
+    res = run_agd_batched(probs, _starts(probs, 1), 0.5, 0.2, max_iter=15, record_history=False, progress=False)
+    assert res.rel_error is None
+    assert np.all(res.status == RunStatus.MAX_ITER) and np.all(res.iterations == 15) and not res.success.any()
+
+
+def test_flop_count():
+    probs = _problems(1)
+    res = run_agd_batched(probs, _starts(probs, 2), 0.5, 0.2, max_iter=10, progress=False)
+    assert res.flops(250, 6, 3) == 4 * 250 * 6 * 3 * 20
+
+
+def test_bad_inputs():
+    probs = _problems(2)
+    W0 = _starts(probs, 2)
+    with pytest.raises(ValueError, match="^W0"):
+        run_agd_batched(probs, W0[:1], progress=False)
+    with pytest.raises(ValueError, match="^W0"):
+        run_agd_batched(probs, W0.transpose(0, 1, 3, 2), progress=False)
+    bad = W0.copy()
+    bad[1, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="^W0 contains"):
+        run_agd_batched(probs, bad, progress=False)
+    with pytest.raises(ValueError, match="^eta"):
+        run_agd_batched(probs, W0, eta=[0.5, -1.0], progress=False)
+    with pytest.raises(ValueError, match="^beta"):
+        run_agd_batched(probs, W0, beta=1.5, progress=False)
+    with pytest.raises(ValueError, match="^eta must be"):
+        run_agd_batched(probs, W0, eta=np.ones((3, 3)), progress=False)
+    with pytest.raises(ValueError, match="^max_iter"):
+        run_agd_batched(probs, W0, max_iter=0, progress=False)
+    with pytest.raises(ValueError, match="^problems"):
+        run_agd_batched([], W0, progress=False)
+    with pytest.raises(ValueError, match="share"):
+        stack_problems([probs[0], make_problem(10, 24, 3, 6, seed=0)], "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_gpu_equals_cpu():
+    probs = _problems(3)
+    W0 = _starts(probs, 2)
+    cpu = run_agd_batched(probs, W0, 0.5, [0.2, 0.0], progress=False)
+    gpu = run_agd_batched(probs, W0, 0.5, [0.2, 0.0], device="cuda", progress=False)
+    np.testing.assert_array_equal(cpu.iterations, gpu.iterations)
+    np.testing.assert_allclose(cpu.W, gpu.W, rtol=1e-9, atol=1e-14)
+
+
+def test_early_success_gives_the_full_protocols_verdict():
+    # starts near and far; with a small cap some runs fail, with a larger one most succeed
+    probs = _problems(4, N=200, d=30, K=3, r=10)
+    W0 = np.stack([[initial_point(p.w_star, lam, seed_sequence(3, b)) for lam in (0.3, 1.0, 3.0)]
+                   for b, p in enumerate(probs)])
+    verdicts = []
+    for cap in (600, 3000):
+        full = run_agd_batched(probs, W0, 0.5, 0.2, max_iter=cap, progress=False)
+        early = run_agd_batched(probs, W0, 0.5, 0.2, max_iter=cap, device="cpu", progress=False, success_stop=1e-4)
+        np.testing.assert_array_equal(full.success, early.success)
+        if full.success.any():
+            assert early.iterations[early.success].sum() < full.iterations[full.success].sum()
+            assert set(early.status_names[early.success]) == {"early_success"}
+        verdicts.append(full.success)
+    both = np.concatenate(verdicts)
+    assert both.any() and not both.all()  # the test saw successes and failures
+
+
+def test_sharing_a_problem_across_starts_changes_nothing():
+    probs = _problems(2)
+    W0 = _starts(probs, 3)
+    shared = run_agd_batched(probs, W0, 0.5, 0.2, progress=False)
+    for s in range(3):
+        alone = run_agd_batched(probs, W0[:, s : s + 1], 0.5, 0.2, progress=False)
+        np.testing.assert_array_equal(shared.iterations[:, s], alone.iterations[:, 0])
+        np.testing.assert_allclose(shared.W[:, s], alone.W[:, 0], rtol=1e-12, atol=1e-15)
+
+
+def test_mean_rate_matches_the_fitted_rate_on_long_runs():
+    from winning_ticket.algorithms.rates import fit_rate
+
+    probs = _problems(1)
+    res = run_agd_batched(probs, _starts(probs, 1, lam=0.5), 0.5, 0.2, progress=False)
+    fitted = fit_rate(res.rel_error[0, 0]).rate
+    assert res.mean_rate(0.5)[0, 0] == pytest.approx(fitted, abs=2e-3)
+    assert res.mean_rate(0.5)[0, 0] < 1
+
+
+def test_masked_engine_equals_masked_reference_and_keeps_zeros():
+    problems = [dense_student(make_problem(150, 12, 2, 4, 1e-3, seed=s)) for s in range(2)]
+    rng = np.random.default_rng(0)
+    mask = (rng.random((2, 1, 12, 2)) < 0.5).astype(float)
+    W0 = rng.normal(0, 0.3, (2, 1, 12, 2)) * mask
+    res = run_agd_batched(problems, W0, 0.5, 0.2, max_iter=300, device="cpu", record_history=False, mask=mask)
+    for b, p in enumerate(problems):
+        ref = run_agd(p.sub_inputs(), p.y, p.w_star, W0[b, 0], 0.5, 0.2, max_iter=300, mask=mask[b, 0])
+        assert np.allclose(res.W[b, 0], ref.W, rtol=1e-9, atol=1e-12)
+        assert np.all(res.W[b, 0][mask[b, 0] == 0] == 0)
+        assert np.any(res.W[b, 0][mask[b, 0] == 1] != W0[b, 0][mask[b, 0] == 1])
+    with pytest.raises(ValueError, match="zero wherever mask"):
+        run_agd_batched(problems, W0 + 0.1, 0.5, 0.2, max_iter=3, mask=mask)
+    with pytest.raises(ValueError, match="0 or 1"):
+        run_agd_batched(problems, W0, 0.5, 0.2, max_iter=3, mask=mask * 0.5)
