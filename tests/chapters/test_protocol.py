@@ -48,6 +48,10 @@ def test_chapter_follows_the_protocol(name):
     assert issubclass(spec.config, ChapterConfig) and spec.config.__dataclass_params__.frozen
     assert set(spec.config.PROFILES) <= set(PROFILES)
     for profile in PROFILES:
+        if profile == "evidence" and profile not in spec.config.PROFILES:
+            with pytest.raises(ValueError, match="no 'evidence' profile"):
+                spec.config.for_profile(profile)
+            continue
         cfg = spec.config.for_profile(profile)
         assert cfg.profile == profile
         assert list(cfg.table().index)[-1] == "profile"

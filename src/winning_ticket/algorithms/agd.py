@@ -136,8 +136,9 @@ def run_agd(
     where the mask is 0 stay exactly zero (``W0`` must be zero there).
     """
     eta, beta, max_iter, tol = check_agd_params(eta, beta, max_iter, tol)
-    if Xs.ndim != 3:
-        raise ValueError(f"Xs must have shape (K, N, r), got {Xs.shape}")
+    if np.ndim(Xs) != 3:
+        raise ValueError(f"Xs must have shape (K, N, r), got {np.shape(Xs)}")
+    Xs = check_array("Xs", Xs, (None, None, None))
     K, N, r = Xs.shape
     y = check_array("y", y, (N,))
     w_star = check_array("w_star", w_star, (r, K))

@@ -30,6 +30,7 @@ Public functions take and return weights in the paper's layout ``(..., r, K)``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -56,10 +57,56 @@ DTYPE = torch.float64
 
 def default_device() -> torch.device:
     """``$WT_DEVICE`` if set, else CUDA when available, else the CPU."""
-    name = os.environ.get("WT_DEVICE")
+    name = os.environ.get("WT_DEVICE", "").strip()
     if name:
-        return torch.device(name)
+        return checked_device(name, "WT_DEVICE")
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def checked_device(device, what: str = "device") -> torch.device:
+    """``device`` as a ``torch.device``, or a ``ValueError`` that says what is wrong with it."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{what} = {device!r} is not a device; allowed: 'cpu', 'cuda', 'cuda:N'") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{what} = {device!r}; allowed: 'cpu', 'cuda', 'cuda:N'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what} = {device!r} but this torch has no usable CUDA device "
+                         f"(torch {torch.__version__}); use 'cpu' or install a CUDA build of torch")
+    return dev
+
+
+ENGINE_THREADS_DEFAULT = 1
+"""Torch CPU threads of the engine unless ``$WT_THREADS`` says otherwise.
+
+One thread: on a busy 2-core machine a small batch ran 50-70 times slower with torch's
+default of 2 threads than with 1 (the threads wait for each other), while the gain on an
+idle machine is at most 2x; parallel work comes from processes (one unit each), and results
+do not depend on the choice (tested)."""
+
+
+def engine_threads() -> int:
+    """``$WT_THREADS`` if set (a positive integer), else :data:`ENGINE_THREADS_DEFAULT`."""
+    raw = os.environ.get("WT_THREADS", "").strip()
+    if not raw:
+        return ENGINE_THREADS_DEFAULT
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"WT_THREADS = {raw!r}; allowed: a positive integer")
+    return int(raw)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the body with ``n`` torch CPU threads, restoring the previous count after."""
+    old = torch.get_num_threads()
+    if n != old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
 
 
 def stack_problems(problems: Sequence[Problem], device: torch.device | str | None = None, dtype=DTYPE):
@@ -73,7 +120,7 @@ def stack_problems(problems: Sequence[Problem], device: torch.device | str | Non
     for p in problems:
         if (p.N, p.d, p.K, p.r) != shape:
             raise ValueError(f"all problems must share (N, d, K, r) = {shape}, got {(p.N, p.d, p.K, p.r)}")
-    device = torch.device(device) if device is not None else default_device()
+    device = checked_device(device) if device is not None else default_device()
     XT = np.stack([p.X.T[p.omega] for p in problems])  # (B, K, r, N), C-contiguous
     XT = torch.from_numpy(XT).to(device=device, dtype=dtype)
     y = torch.from_numpy(np.stack([p.y for p in problems])).to(device=device, dtype=dtype)
@@ -180,11 +227,13 @@ class BatchResult:
         """Mean contraction per iteration, ``(final_error / initial_error) ** (1 / iterations)``.
 
         Needs no history; for a run in its linear phase it approaches the fitted rate of
-        :mod:`winning_ticket.algorithms.rates`.  NaN for runs that made no iteration.
+        :mod:`winning_ticket.algorithms.rates`.  NaN for runs that made no iteration and for
+        diverged runs (their rate is undefined), so summaries never average them in.
         """
         init = np.broadcast_to(np.asarray(initial_error, dtype=np.float64), self.final_error.shape)
+        defined = (self.iterations > 0) & (self.status != RunStatus.DIVERGED)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.iterations > 0, (self.final_error / init) ** (1.0 / self.iterations), np.nan)
+            return np.where(defined, (self.final_error / init) ** (1.0 / self.iterations), np.nan)
 
     def flops(self, N: int, r: int, K: int) -> float:
         """Useful floating-point work done: 4 N r K per iteration of each run."""
@@ -263,7 +312,7 @@ def run_agd_batched(
         _, _, max_iter, tol = check_agd_params(e_, b_, max_iter, tol)
     if success_stop is not None:
         success_stop = check_real("success_stop", success_stop, 0.0, low_open=True)
-    device = torch.device(device) if device is not None else default_device()
+    device = checked_device(device) if device is not None else default_device()
     if max_chunk_bytes is None:
         max_chunk_bytes = (4 << 30) if device.type == "cuda" else (48 << 20)
     per_problem = N * K * r * 8
@@ -274,7 +323,8 @@ def run_agd_batched(
     out_status = np.zeros((B, S), dtype=np.int64)
     out_err = np.empty((B, S))
     hist = np.full((B, S, max_iter + 1), np.nan) if record_history else None
-    with progress_bar(total=B, desc="AGD runs (problems)", enable=progress) as bar:
+    threads = engine_threads() if device.type == "cpu" else torch.get_num_threads()
+    with progress_bar(total=B, desc="AGD runs (problems)", enable=progress) as bar, torch_threads(threads):
         for start in range(0, B, chunk):
             sl = slice(start, min(B, start + chunk))
             res = _run_chunk(

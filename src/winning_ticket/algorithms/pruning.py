@@ -87,7 +87,12 @@ def magnitude_prune(
     With ``batch_dims`` leading dimensions, every batch index is pruned independently.
     The input masks are not modified.
     """
+    if not weights:
+        raise ValueError("weights must hold at least one tensor to prune")
     _check_ticket(weights, masks)
+    empty = [n for n, w in weights.items() if w.numel() == 0]
+    if empty:
+        raise ValueError(f"tensors {empty} have no entries; nothing to prune")
     rate = check_real("rate", rate, 0.0, 1.0, low_open=True, high_open=True)
     if scope not in SCOPES:
         raise ValueError(f"scope = {scope!r}; allowed: {', '.join(SCOPES)}")

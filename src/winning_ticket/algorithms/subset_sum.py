@@ -73,7 +73,9 @@ def solve_subset_sum(values: np.ndarray, targets: np.ndarray, chunk: int = 2048,
     n = check_int("n (values per problem)", values.shape[1], 1, MAX_N)
     if not np.all(np.isfinite(targets)):
         raise ValueError("targets must be finite")
-    present = np.isfinite(values)
+    if np.any(np.isinf(values)):
+        raise ValueError("values must be finite numbers or NaN (NaN marks an absent value); got an infinite value")
+    present = ~np.isnan(values)
     vals = np.where(present, values, 0.0)  # an absent value contributes 0 and is never reported as chosen
     n1 = n // 2
     n2 = n - n1

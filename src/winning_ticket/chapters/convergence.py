@@ -23,16 +23,15 @@ import numpy as np
 import pandas as pd
 
 from ..experiments.validation import check_int, check_real
-from ..algorithms.agd import ITERATION_CAP, STOP_TOL
-from ..experiments.claims import Claim
+from ..algorithms.agd import ITERATION_CAP, STOP_TOL, RunStatus
+from ..experiments.claims import Claim, inconclusive
 from ..algorithms.engine import run_agd_batched
 from ..algorithms.teacher_student import initial_point, make_problem
 from ..experiments.seeding import seed_sequence
 from ..experiments.plotting import PALETTE, label_axes, sequential_colors
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec
+from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec, SweepPlan
 from ..algorithms.rates import fit_rate
 from ..experiments.stats import bootstrap_slope
-from ..experiments.sweep import run_sweep
 
 AGD, GD = "AGD (β = 0.2)", "GD (β = 0)"
 R2_THRESHOLD = 0.99
@@ -60,6 +59,7 @@ class ConvergenceConfig(ChapterConfig):
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": dict(N=800, d=60, K=3, r_values=(5, 10, 20, 40), trials=2, starts=1),
         "book": dict(r_values=(25, 50, 100, 150, 200), trials=3, starts=2),
+        "evidence": dict(trials=10, starts=1),
     }
 
     def validate(self) -> None:
@@ -102,7 +102,9 @@ def convergence_task(params: Mapping[str, Any], seeds: list, trials: list[int]) 
             fit = fit_rate(h)
             h = h[np.isfinite(h)]
             rows.append(dict(r=r, sqrt_r=float(np.sqrt(r)), trial=trial, start=col // 2, method=method,
-                             **res.record(b, col), rate=fit.rate, r2=fit.r2,
+                             **res.record(b, col),
+                             rate=np.nan if res.status[b, col] == RunStatus.DIVERGED else fit.rate,
+                             r2=np.nan if res.status[b, col] == RunStatus.DIVERGED else fit.r2,
                              flops=4.0 * N * r * K * int(res.iterations[b, col]),
                              history=[float(x) for x in h] if trial == 0 and col < 2 else None))
     return rows
@@ -141,12 +143,18 @@ def run(config: ConvergenceConfig, *, executor: Executor | None = None, cache_di
     size or the iteration cap keeps the problem instances.  Tasks choose their device
     (``$WT_DEVICE``, else CUDA when available).
     """
+    (plan,) = sweeps(config)
+    sweep = plan.run(executor=executor, cache_dir=cache_dir, progress=progress)
+    return ConvergenceResult(config=config, runs=sweep.runs, seconds=sweep.seconds)
+
+
+def sweeps(config: ConvergenceConfig) -> list[SweepPlan]:
+    """One sweep: a task per r, one trial per unit of work (so any archived run can be re-executed alone)."""
     c = config
-    tasks = [dict(N=c.N, d=c.d, K=c.K, r=r, starts=c.starts, lam=c.lam, eta=c.eta, beta=c.beta,
-                  max_iter=c.max_iter, tol=c.tol) for r in c.r_values]
-    sweep = run_sweep(convergence_task, tasks, c.trials, seed=c.seed, name=f"convergence-{c.profile}",
-                      seed_keys=("r",), executor=executor, cache_dir=cache_dir, progress=progress)
-    return ConvergenceResult(config=c, runs=sweep.runs, seconds=sweep.seconds)
+    tasks = tuple(dict(N=c.N, d=c.d, K=c.K, r=r, starts=c.starts, lam=c.lam, eta=c.eta, beta=c.beta,
+                       max_iter=c.max_iter, tol=c.tol) for r in c.r_values)
+    return [SweepPlan(f"convergence-{c.profile}", convergence_task, tasks, c.trials, c.seed, seed_keys=("r",),
+                      trials_per_unit=1)]
 
 
 def summary(result: ConvergenceResult) -> pd.DataFrame:
@@ -165,14 +173,24 @@ def summary(result: ConvergenceResult) -> pd.DataFrame:
     return out
 
 
+def _paired_rates(runs: pd.DataFrame) -> pd.DataFrame:
+    """AGD and GD rates side by side, one row per (r, trial, start) where both are defined."""
+    wide = runs.pivot_table(index=["r", "trial", "start"], columns="method", values="rate")
+    for method in (AGD, GD):
+        if method not in wide:
+            wide[method] = np.nan
+    return wide[[AGD, GD]].dropna()
+
+
 def speedup(result: ConvergenceResult) -> pd.DataFrame:
     r"""Per r: mean rates and the speed-up :math:`(1-\nu_{AGD})/(1-\nu_{GD})` of paired runs.
 
     For small steps the heavy-ball recursion behaves like GD with step
     :math:`\eta/(1-\beta)`, so the speed-up is close to :math:`1/(1-\beta)`
     (1.25 for :math:`\beta = 0.2`); the column ``heavy_ball_limit`` shows that value.
+    Only pairs in which both runs have a rate count (none: an empty table).
     """
-    wide = result.runs.pivot_table(index=["r", "trial", "start"], columns="method", values="rate").dropna()
+    wide = _paired_rates(result.runs)
     ratio = ((1 - wide[AGD]) / (1 - wide[GD])).groupby(level="r")
     out = pd.DataFrame(
         {
@@ -191,34 +209,45 @@ def check_claims(result: ConvergenceResult) -> list[Claim]:
     """The claims of Fig. 3, decided from the runs.
 
     * ``linear-convergence``: every run reaches the fit window 1e-7 < error < 1e-2 and its
-      log-linear fit has R² ≥ ``R2_THRESHOLD`` (0.99).
+      log-linear fit has R² ≥ ``R2_THRESHOLD`` (0.99).  NOT SUPPORTED if a run diverged or a
+      fit falls below the threshold; INCONCLUSIVE if the fitted runs pass but some runs never
+      reached the window (the iteration budget decides, not the data).
     * ``rate-grows-with-sqrt-r``: for AGD and for GD, the mean rate increases from each r to the
       next and the bootstrap 95% CI (runs resampled within r) of the slope of ν on √r lies above 0.
+      INCONCLUSIVE when fewer than two values of r have a rate.
     * ``agd-faster-than-gd``: at every r, ν_AGD < ν_GD in every paired run (same data, same start).
+      INCONCLUSIVE when some r has no pair with both rates.
     """
     runs = result.runs
     fitted = runs.dropna(subset=["rate"])
     claims = []
 
     # 1. Linear convergence: log(error) is a straight line in t.
-    frac = float((fitted["r2"] >= R2_THRESHOLD).mean()) if len(fitted) else 0.0
-    claims.append(
-        Claim(
-            name="linear-convergence",
-            statement="The relative error decays linearly (a straight line on a log axis) for every r.",
-            holds=bool(len(fitted) == len(runs) and frac == 1.0),
-            statistic=(
-                f"R² of log-linear fits: min {fitted['r2'].min():.4f}, median {fitted['r2'].median():.4f}; "
-                f"{len(fitted)}/{len(runs)} runs reach the fit window"
-            ),
-            rule=f"every run reaches the window 1e-7 < error < 1e-2 and fits with R² ≥ {R2_THRESHOLD}",
-        )
-    )
+    statement = "The relative error decays linearly (a straight line on a log axis) for every r."
+    rule = f"every run reaches the window 1e-7 < error < 1e-2 and fits with R² ≥ {R2_THRESHOLD}"
+    diverged = int((runs["status"] == "diverged").sum())
+    if len(fitted) == 0 and diverged == 0:
+        claims.append(inconclusive("linear-convergence", statement, rule,
+                                   f"none of the {len(runs)} runs reached the fit window"))
+    else:
+        bad_fit = int((fitted["r2"] < R2_THRESHOLD).sum())
+        holds = False if (diverged or bad_fit) else (True if len(fitted) == len(runs) else None)
+        claims.append(Claim(
+            name="linear-convergence", statement=statement, holds=holds,
+            statistic=(f"R² of log-linear fits: min {fitted['r2'].min():.4f}, median {fitted['r2'].median():.4f}; "
+                       f"{len(fitted)}/{len(runs)} runs reach the fit window, {diverged} diverged"),
+            rule=rule))
 
     # 2. The rate grows with sqrt(r), for AGD and for GD.
-    parts, ok = [], True
+    statement = "The convergence rate ν increases with √r (larger r converges more slowly)."
+    rule = ("for AGD and for GD, the mean rate increases from each r to the next and the bootstrap CI "
+            "of the slope of ν on √r lies above 0")
+    parts, ok, undecided = [], True, []
     for method in (AGD, GD):
         m = fitted[fitted["method"] == method]
+        if m["r"].nunique() < 2:
+            undecided.append(f"{method.split()[0]}: rates at {m['r'].nunique()} value(s) of r")
+            continue
         slope, lo, hi = bootstrap_slope(
             m["sqrt_r"].to_numpy(), m["rate"].to_numpy(), m["r"].to_numpy(), seed=result.config.seed
         )
@@ -226,32 +255,29 @@ def check_claims(result: ConvergenceResult) -> list[Claim]:
         increasing = bool(np.all(np.diff(means) > 0))
         ok &= lo > 0 and increasing
         parts.append(f"{method.split()[0]}: slope {slope:.2e} per unit √r, 95% CI [{lo:.2e}, {hi:.2e}]")
-    claims.append(
-        Claim(
-            name="rate-grows-with-sqrt-r",
-            statement="The convergence rate ν increases with √r (larger r converges more slowly).",
-            holds=bool(ok),
-            statistic="; ".join(parts),
-            rule="for AGD and for GD, the mean rate increases from each r to the next and the bootstrap CI of the slope of ν on √r lies above 0",
-        )
-    )
+    if undecided:
+        claims.append(inconclusive("rate-grows-with-sqrt-r", statement, rule, "; ".join(undecided)))
+    else:
+        claims.append(Claim(name="rate-grows-with-sqrt-r", statement=statement, holds=bool(ok),
+                            statistic="; ".join(parts), rule=rule))
 
     # 3. AGD is faster than GD at every r (paired: same problem, same start).
-    wide = fitted.pivot_table(index=["r", "trial", "start"], columns="method", values="rate").dropna()
+    statement = "AGD converges faster than GD (smaller ν) at every r."
+    rule = "at every r, ν_AGD < ν_GD in every paired run (same data, same start)"
+    wide = _paired_rates(fitted)
     faster = (wide[AGD] < wide[GD]).groupby(level="r").mean()
     gap = (wide[GD] - wide[AGD]).groupby(level="r").mean()
-    claims.append(
-        Claim(
-            name="agd-faster-than-gd",
-            statement="AGD converges faster than GD (smaller ν) at every r.",
-            holds=bool(len(faster) == len(result.config.r_values) and (faster == 1.0).all()),
-            statistic=(
-                f"AGD faster in {int((wide[AGD] < wide[GD]).sum())}/{len(wide)} paired runs; "
-                f"mean ν_GD − ν_AGD between {gap.min():.2e} and {gap.max():.2e} across r"
-            ),
-            rule="at every r, ν_AGD < ν_GD in every paired run (same data, same start)",
-        )
-    )
+    missing = sorted(set(result.config.r_values) - set(faster.index))
+    if len(faster) and not (faster == 1.0).all():
+        holds = False
+    elif missing:
+        holds = None
+    else:
+        holds = True
+    stat = (f"AGD faster in {int((wide[AGD] < wide[GD]).sum())}/{len(wide)} paired runs"
+            + (f"; mean ν_GD − ν_AGD between {gap.min():.2e} and {gap.max():.2e} across r" if len(gap) else "")
+            + (f"; no pair with both rates at r = {', '.join(map(str, missing))}" if missing else ""))
+    claims.append(Claim(name="agd-faster-than-gd", statement=statement, holds=holds, statistic=stat, rule=rule))
     return claims
 
 
@@ -280,4 +306,4 @@ def plot_figure3(result: ConvergenceResult):
 
 
 CHAPTER = ChapterSpec("convergence", "Convergence: linear, and faster when pruned", ConvergenceConfig, ConvergenceResult, run, check_claims,
-                      {"Fig. 3": plot_figure3})
+                      {"Fig. 3": plot_figure3}, sweeps=sweeps)

@@ -27,7 +27,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import pandas as pd
 
-from .profiles import PROFILES, config_table, current_profile
+from .profiles import config_table, current_profile
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class ChapterConfig:
     def for_profile(cls, profile: str | None = None):
         """The configuration of a profile (``$WT_PROFILE`` by default; see :mod:`~winning_ticket.experiments.profiles`)."""
         name = current_profile(profile)
+        if name == "evidence" and name not in cls.PROFILES:
+            raise ValueError(f"{cls.__name__} has no 'evidence' profile yet; allowed: smoke, book, paper")
         return cls(**dict(cls.PROFILES.get(name, {})), profile=name)
 
     def replace(self, **changes):
@@ -79,6 +81,31 @@ class ChapterResult:
 
 
 @dataclass(frozen=True)
+class SweepPlan:
+    """One sweep of a chapter's experiment, enough to run it and to re-execute any of its units.
+
+    ``table`` names the result table its rows form.
+    """
+
+    name: str
+    fn: Callable
+    tasks: tuple
+    trials: int
+    seed: int
+    seed_keys: tuple[str, ...] | None = None
+    trials_per_unit: int | None = None
+    table: str = "runs"
+
+    def run(self, *, executor=None, cache_dir=None, progress=None):
+        """Run the sweep (see :func:`~winning_ticket.experiments.sweep.run_sweep`)."""
+        from .sweep import run_sweep
+
+        return run_sweep(self.fn, list(self.tasks), self.trials, seed=self.seed, name=self.name,
+                         trials_per_unit=self.trials_per_unit, executor=executor, cache_dir=cache_dir,
+                         progress=progress, seed_keys=self.seed_keys)
+
+
+@dataclass(frozen=True)
 class ChapterSpec:
     """What a chapter module registers as ``CHAPTER``: its name and the protocol's pieces."""
 
@@ -91,8 +118,10 @@ class ChapterSpec:
     check_claims: Callable[[ChapterResult], list]
     figures: Mapping[str, Callable] = field(default_factory=dict)
     """The paper's figure label (``"Fig. 3"``) -> the function that draws it from a result."""
+    sweeps: Callable[[ChapterConfig], list[SweepPlan]] | None = None
+    """The chapter's sweeps for a config (what ``run`` executes); needed to archive and audit it."""
 
     def __post_init__(self) -> None:
-        for name in PROFILES:
-            if name != "paper" and name not in self.config.PROFILES:
+        for name in ("smoke", "book"):
+            if name not in self.config.PROFILES:
                 raise ValueError(f"chapter {self.name!r}: profile {name!r} missing from {self.config.__name__}.PROFILES")

@@ -16,17 +16,32 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class Claim:
-    """One tested claim: ``holds`` is computed, ``statistic`` says from what."""
+    """One tested claim: ``holds`` is computed, ``statistic`` says from what.
+
+    ``holds`` is ``True`` (SUPPORTED), ``False`` (NOT SUPPORTED) or ``None`` (INCONCLUSIVE:
+    the data cannot decide, e.g. too few runs reach the quantity the rule needs).
+    """
 
     name: str
     statement: str
-    holds: bool
+    holds: bool | None
     statistic: str
     rule: str
 
     @property
     def verdict(self) -> str:
-        return "SUPPORTED" if self.holds else "NOT SUPPORTED"
+        """SUPPORTED, NOT SUPPORTED or INCONCLUSIVE."""
+        if self.holds is None:
+            return INCONCLUSIVE
+        return SUPPORTED if self.holds else NOT_SUPPORTED
+
+
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE"
+
+
+def inconclusive(name: str, statement: str, rule: str, reason: str) -> Claim:
+    """A claim the data cannot decide, with the reason as its statistic."""
+    return Claim(name=name, statement=statement, holds=None, statistic=f"inconclusive: {reason}", rule=rule)
 
 
 def verdict_lines(claims: list[Claim]) -> str:

@@ -3,6 +3,8 @@
 * ``smoke``: seconds; a pipeline check used by the test suite (nbval).
 * ``book``: what the published book shows; each chapter runs in at most
   about 3 minutes on 2 CPU cores.
+* ``evidence``: the chapter's archived evidence run (``results/<chapter>``): the paper's
+  grids with enough trials for each claim's test; made by ``make reproduce``.
 * ``paper``: the paper's sizes and trial counts; may need a GPU.
 
 Select one with the environment variable ``WT_PROFILE``; every chapter prints
@@ -16,7 +18,7 @@ import os
 
 import pandas as pd
 
-PROFILES = ("smoke", "book", "paper")
+PROFILES = ("smoke", "book", "evidence", "paper")
 DEFAULT_PROFILE = "book"
 
 

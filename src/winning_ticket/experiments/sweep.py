@@ -22,8 +22,10 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import tempfile
 import time
+import warnings
 from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +51,7 @@ class InlineExecutor(Executor):
         future: Future = Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+        except Exception as exc:  # handed to the caller through the future; Ctrl-C propagates at once
             future.set_exception(exc)
         return future
 
@@ -64,7 +66,15 @@ def _canonical(params: Mapping[str, Any]) -> str:
             return [plain(x) for x in v]
         return v
 
-    return json.dumps({k: plain(v) for k, v in params.items()}, sort_keys=True)
+    out = {}
+    for k, v in params.items():
+        try:
+            json.dumps(plain(v), allow_nan=False)
+        except (TypeError, ValueError):
+            raise ValueError(f"sweep parameter {k!r} = {v!r} is not a JSON number, string, bool, None or "
+                             "list of them; tasks are named and seeded by their parameters") from None
+        out[k] = plain(v)
+    return json.dumps(out, sort_keys=True)
 
 
 def task_key(params: Mapping[str, Any]) -> int:
@@ -81,15 +91,26 @@ def trial_seed(params: Mapping[str, Any], seed: int, trial: int, seed_keys: Sequ
     """
     if seed_keys is None:
         return seed_sequence(seed, task_key(params), trial)
+    missing = [k for k in seed_keys if k not in params]
+    if missing:
+        raise ValueError(f"seed_keys {missing} are not parameters of the task; it has: {', '.join(sorted(params))}")
     return seed_sequence(seed, *(params[k] for k in seed_keys), trial)
 
 
 def _run_unit(fn: TaskFn, params: Mapping[str, Any], seed: int, trials: list[int],
               seed_keys: Sequence[str] | None = None) -> list[dict]:
     seeds = [trial_seed(params, seed, t, seed_keys) for t in trials]
-    rows = fn(params, seeds, trials)
+    start = time.perf_counter()
+    try:
+        rows = fn(params, seeds, trials)
+    except KeyError as exc:
+        if exc.args and isinstance(exc.args[0], str) and exc.args[0] not in params:
+            raise ValueError(f"task {fn.__qualname__} needs the parameter {exc.args[0]!r}; the task has: "
+                             f"{', '.join(sorted(params))}") from exc
+        raise
     key = task_key(params)
-    return [{**row, "task_key": key, "seed": seed} for row in rows]
+    seconds = (time.perf_counter() - start) / max(1, len(rows))
+    return [{**row, "task_key": key, "seed": seed, "unit_seconds": seconds} for row in rows]
 
 
 def _write_atomic(path: Path, rows: list[dict]) -> None:
@@ -114,6 +135,9 @@ class SweepResult:
     cache_path: Path | None
 
 
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
 def run_sweep(
     fn: TaskFn,
     tasks: Sequence[Mapping[str, Any]],
@@ -130,14 +154,24 @@ def run_sweep(
     """Run ``trials`` trials of every task; see the module docstring.
 
     ``trials_per_unit`` trials of one task form one unit of work (one engine batch, one
-    cache file); default: all trials of a task together.  ``seed_keys``: see :func:`trial_seed`.  The rows are ordered by task,
-    then by trial, whatever the order in which units finish.
+    cache file); default: all trials of a task together.  ``seed_keys``: see :func:`trial_seed`.
+    The rows are ordered by task, then by trial, whatever the order in which units finish.
+
+    Faults: every unit is written to ``cache_dir`` as soon as it finishes, whatever the
+    executor, so a killed sweep resumes with what it had; on Ctrl-C, an exception in a task
+    or an executor that fails to accept work, the finished units are kept and the error is
+    raised.  A cache file that cannot be read or does not hold exactly the unit's trials is
+    recomputed, with a warning naming it.
     """
     if not tasks:
         raise ValueError("tasks must not be empty")
+    if not isinstance(name, str) or not _NAME_OK.match(name):
+        raise ValueError(f"name = {name!r}: a sweep name is letters, digits, '.', '_' and '-', not starting with '.'")
     trials = check_int("trials", trials, 1)
     per = check_int("trials_per_unit", trials_per_unit or trials, 1)
     seed = check_int("seed", seed, 0)
+    for t in tasks:
+        _canonical(t)  # every parameter must be JSON-serializable (it names the task and its seeds)
     executor = executor or InlineExecutor()
     units = [(i, list(range(lo, min(trials, lo + per)))) for i in range(len(tasks)) for lo in range(0, trials, per)]
 
@@ -146,7 +180,7 @@ def run_sweep(
         ident = _canonical(
             {"name": name, "fn": f"{fn.__module__}.{fn.__qualname__}", "tasks": [_canonical(t) for t in tasks],
              "trials": trials, "seed": seed, "seed_keys": list(seed_keys) if seed_keys else None,
-             "version": __version__, "source": _source_digest(fn)}
+             "version": __version__, "source": code_digest(fn)}
         )
         cache_path = Path(cache_dir) / f"{name}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
         cache_path.mkdir(parents=True, exist_ok=True)
@@ -157,50 +191,114 @@ def run_sweep(
     results: dict[int, list[dict]] = {}
     start = time.perf_counter()
     pending: dict[Future, tuple[int, Path | None]] = {}
-    cached = 0
+    cached = computed = 0
+    error: BaseException | None = None
     with progress_bar(total=len(units), desc=f"sweep {name}", enable=progress) as bar:
-        for u, (i, group) in enumerate(units):
-            path = unit_file(i, group)
-            if path is not None and path.exists():
-                results[u] = json.loads(path.read_text())
-                cached += 1
-                if bar is not None:
-                    bar.update(1)
-                continue
-            pending[executor.submit(_run_unit, fn, dict(tasks[i]), seed, group, seed_keys)] = (u, path)
-        error: BaseException | None = None
-        for future in as_completed(pending):
-            u, path = pending[future]
+
+        def finish(future: Future) -> None:
+            nonlocal error, computed
+            u, path = pending.pop(future)
             if future.cancelled():
-                continue
+                return
             if future.exception() is not None:
-                # keep every unit that did finish, so a rerun resumes; then report the first error
                 error = error or future.exception()
-                for other in pending:
-                    other.cancel()
-                continue
+                return
             rows = future.result()
             if path is not None:
                 _write_atomic(path, rows)
             results[u] = rows
+            computed += 1
             if bar is not None:
                 bar.update(1)
+
+        try:
+            for u, (i, group) in enumerate(units):
+                path = unit_file(i, group)
+                rows = _read_unit(path, tasks[i], group) if path is not None and path.exists() else None
+                if rows is not None:
+                    results[u] = rows
+                    cached += 1
+                    if bar is not None:
+                        bar.update(1)
+                    continue
+                future = executor.submit(_run_unit, fn, dict(tasks[i]), seed, group, seed_keys)
+                pending[future] = (u, path)
+                for f in [f for f in pending if f.done()]:  # write finished units now (inline: this one)
+                    finish(f)
+                if error is not None:
+                    break
+            while pending and error is None:
+                finish(next(as_completed(list(pending))))
+        except BaseException as exc:  # Ctrl-C, or an executor that refuses work: keep what finished
+            error = error or exc
         if error is not None:
+            for f in list(pending):
+                if f.done():
+                    finish(f)
+                else:
+                    f.cancel()
             raise error
     rows = [row for u in range(len(units)) for row in results[u]]
     return SweepResult(
-        runs=pd.DataFrame(rows), seconds=time.perf_counter() - start, computed=len(pending), cached=cached,
+        runs=pd.DataFrame(rows), seconds=time.perf_counter() - start, computed=computed, cached=cached,
         cache_path=cache_path,
     )
 
 
-def _source_digest(fn: Callable) -> str:
-    """Digest of the task function's module source, so editing the code invalidates the cache."""
+def _read_unit(path: Path, params: Mapping[str, Any], trials: list[int]) -> list[dict] | None:
+    """The rows of a cached unit, or ``None`` (with a warning naming the file) if they are not exactly its trials."""
     try:
-        source = inspect.getsource(inspect.getmodule(fn))
+        rows = json.loads(path.read_text())
+        ok = (isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)
+              and sorted({r.get("trial") for r in rows}) == list(trials)
+              and {r.get("task_key") for r in rows} == {task_key(params)}
+              and all("unit_seconds" in r for r in rows)
+              and len({frozenset(r) for r in rows}) == 1
+              and len(rows) % len(trials) == 0
+              and all(sum(r.get("trial") == t for r in rows) == len(rows) // len(trials) for t in trials))
+        if ok:
+            return rows
+        why = "does not hold exactly this unit's trials"
+    except (OSError, ValueError) as exc:
+        why = f"cannot be read ({type(exc).__name__}: {exc})"
+    warnings.warn(f"sweep cache file {path} {why}; recomputing it", RuntimeWarning, stacklevel=3)
+    return None
+
+
+CODE_PACKAGES = ("algorithms",)
+"""The parts of the package whose source is part of every cached result's key."""
+
+
+def package_digest() -> str:
+    """Digest of the algorithm layer's source and of the seeding module (what computes every number)."""
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(p for pkg in CODE_PACKAGES for p in (root / pkg).glob("*.py")) + [root / "experiments" / "seeding.py"]
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def code_digest(fn: Callable) -> str:
+    """Digest of the code that computes a task's result: its module's source (or, for a function
+    defined in a notebook cell, its own source) and :func:`package_digest`.
+
+    Raises ``ValueError`` when the task's source cannot be read: such a task cannot be cached,
+    since an edit to it could not invalidate the cache.
+    """
+    module = inspect.getmodule(fn)
+    source = None
+    try:
+        if module is not None and getattr(module, "__file__", None):
+            source = inspect.getsource(module)
+        else:
+            source = inspect.getsource(fn)
     except (OSError, TypeError):
-        source = ""
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+        source = None
+    if not source:
+        raise ValueError(f"cannot read the source of task {getattr(fn, '__qualname__', fn)!r}; "
+                         "it cannot be cached (pass cache_dir=None, or define it in a module)")
+    return hashlib.sha256((source + package_digest()).encode()).hexdigest()[:16]
 
 
 def success_summary(runs: pd.DataFrame, by: Sequence[str], success: str = "success") -> pd.DataFrame:

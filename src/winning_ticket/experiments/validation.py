@@ -50,8 +50,16 @@ def check_real(
 
 
 def check_array(name: str, value: Any, shape: tuple[int | None, ...]) -> np.ndarray:
-    """Return ``value`` as a float64 array of the given shape (None = any length) with finite entries."""
-    arr = np.asarray(value, dtype=np.float64)
+    """Return ``value`` as a float64 array of the given shape (None = any length) with finite entries.
+
+    Complex, boolean-free object or string input is rejected rather than silently converted.
+    """
+    raw = np.asarray(value)
+    if np.iscomplexobj(raw):
+        raise ValueError(f"{name} must be real, got a complex array")
+    if raw.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be a real numeric array, got dtype {raw.dtype}")
+    arr = raw.astype(np.float64, copy=False)
     if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{name} must have shape {want}, got {arr.shape}")

@@ -1,0 +1,72 @@
+"""Run a chapter's evidence run into the archive (results/<chapter>/), resumably.
+
+Usage: python tools/reproduce.py CHAPTER [--profile evidence] [--workers 2] [--cache-dir DIR]
+       python tools/reproduce.py --all
+
+Units of work are written to the cache directory as they finish (default .wt-cache/reproduce),
+so a killed run resumes where it stopped when started again with the same arguments.  With
+--workers N > 1 the units run in N processes (one engine thread each); --dask ADDRESS sends
+them to a Dask scheduler instead.  A progress bar shows the units done and the time left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from winning_ticket import chapters
+from winning_ticket.experiments import archive
+
+
+def reproduce(name: str, profile: str, workers: int, cache_dir: Path, dask: str | None = None) -> Path:
+    spec = chapters.get(name)
+    if spec.sweeps is None or not archive.archivable(spec):
+        raise SystemExit(f"chapter {name!r} does not have an archived evidence run yet (its issue converts it)")
+    config = spec.config.for_profile(profile)
+    executor, own = None, None
+    if dask:
+        from distributed import Client
+
+        own = Client(dask)
+        executor = own.get_executor()
+    elif workers > 1:
+        own = executor = ProcessPoolExecutor(workers)
+    start = time.perf_counter()
+    try:
+        result = spec.run(config, executor=executor, cache_dir=cache_dir, progress=True)
+    finally:
+        if own is not None:
+            own.close() if dask else own.shutdown()
+    result.seconds = time.perf_counter() - start if result.seconds == 0 else result.seconds
+    path = archive.save(spec, result, workers=workers)
+    print(f"{name}: archived {sum(len(t) for t in result.tables().values())} rows in {path} "
+          f"({result.seconds / 60:.1f} min)", flush=True)
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("chapter", nargs="?", help=f"one of: {', '.join(chapters.NAMES)}")
+    ap.add_argument("--all", action="store_true", help="every chapter that has an evidence run")
+    ap.add_argument("--profile", default="evidence")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--dask", default=None, help="address of a Dask scheduler")
+    ap.add_argument("--cache-dir", type=Path, default=archive.REPO_ROOT / ".wt-cache" / "reproduce")
+    args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error(f"--workers = {args.workers}; allowed: 1 or more")
+    names = [n for n in chapters.NAMES if chapters.get(n).sweeps is not None] if args.all else [args.chapter]
+    if names == [None]:
+        ap.error("name a chapter or pass --all")
+    for name in names:
+        if name not in chapters.NAMES:
+            ap.error(f"chapter = {name!r}; allowed: {', '.join(chapters.NAMES)}")
+        reproduce(name, args.profile, args.workers, args.cache_dir, args.dask)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
