@@ -17,7 +17,7 @@ NBVAL_SANITIZE := --nbval-sanitize-with tests/nbval_sanitize.cfg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install book test html-committed test-unit test-notebooks test-browser \
-        test-notebooks-strict notebooks benchmark chromium clean
+        test-notebooks-strict notebooks benchmark chromium clean reproduce audit test-audit
 
 help:
 	@echo "make book                  build the HTML book (executes the chapters; WT_PROFILE=$(WT_PROFILE))"
@@ -25,6 +25,8 @@ help:
 	@echo "make test-notebooks-strict nbval in the book profile against the committed outputs (slow)"
 	@echo "make notebooks             re-execute the chapters in place (WT_PROFILE=$(WT_PROFILE))"
 	@echo "make benchmark             time the batched engine against the numpy reference"
+	@echo "make reproduce CHAPTER=x   run a chapter's evidence run into results/x (all chapters without CHAPTER; PROFILE=evidence, WORKERS=2)"
+	@echo "make audit                 re-execute a sample of every archived run and compare exactly"
 
 # --- installation ------------------------------------------------------------------------
 $(INSTALLED): requirements-dev.txt constraints.txt pyproject.toml
@@ -74,7 +76,7 @@ html-committed: install
 
 # --- tests -------------------------------------------------------------------------------
 test: install chromium
-	$(MAKE) --no-print-directory test-unit test-notebooks html-committed test-browser
+	$(MAKE) --no-print-directory test-unit test-notebooks html-committed test-browser test-audit
 
 test-unit: install
 	WT_PROGRESS=0 $(PY) -m pytest -q -n 2 --dist loadfile -m "not browser" tests
@@ -97,6 +99,20 @@ notebooks: install
 
 benchmark: install
 	$(PY) benchmarks/bench_engine.py
+
+# --- the evidence archive ----------------------------------------------------------------
+CHAPTER ?=
+PROFILE ?= evidence
+WORKERS ?= 2
+reproduce: install
+	$(PY) tools/reproduce.py $(if $(CHAPTER),$(CHAPTER),--all) --profile $(PROFILE) --workers $(WORKERS)
+
+audit: install
+	WT_PROGRESS=0 $(PY) tools/audit.py --samples 10
+
+# the short audit of `make test`: a few runs per archived chapter
+test-audit: install
+	WT_PROGRESS=0 $(PY) tools/audit.py --samples 3
 
 clean:
 	rm -rf _build conf.py book/_static/mathjax

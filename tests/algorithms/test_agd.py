@@ -97,3 +97,13 @@ def test_bad_shapes_and_nan(small_problem):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="^W0 contains NaN"):
         run_agd(Xs, p.y, p.w_star, bad)
+
+
+def test_nan_and_complex_inputs_are_rejected_not_run(small_problem):
+    p = small_problem
+    Xs = p.sub_inputs().copy()
+    Xs[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="Xs contains NaN"):
+        run_agd(Xs, p.y, p.w_star, p.w_star, max_iter=5)
+    with pytest.raises(ValueError, match="y must be real"):
+        run_agd(p.sub_inputs(), p.y + 1j, p.w_star, p.w_star, max_iter=5)

@@ -184,3 +184,38 @@ def test_masked_engine_equals_masked_reference_and_keeps_zeros():
         run_agd_batched(problems, W0 + 0.1, 0.5, 0.2, max_iter=3, mask=mask)
     with pytest.raises(ValueError, match="0 or 1"):
         run_agd_batched(problems, W0, 0.5, 0.2, max_iter=3, mask=mask * 0.5)
+
+
+def test_diverged_runs_have_no_mean_rate():
+    probs = _problems(2)
+    res = run_agd_batched(probs, _starts(probs, 1), [500.0], 0.2, max_iter=50, record_history=False, progress=False)
+    assert (res.status == RunStatus.DIVERGED).all()
+    assert np.isnan(res.mean_rate(0.5)).all()
+
+
+def test_device_errors_are_clear(monkeypatch):
+    import torch
+
+    from winning_ticket.algorithms.engine import default_device, engine_threads
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("WT_DEVICE", "cuda")
+    with pytest.raises(ValueError, match="WT_DEVICE = 'cuda' but this torch has no usable CUDA"):
+        default_device()
+    monkeypatch.setenv("WT_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="WT_DEVICE"):
+        default_device()
+    monkeypatch.setenv("WT_THREADS", "zero")
+    with pytest.raises(ValueError, match="WT_THREADS"):
+        engine_threads()
+
+
+def test_results_do_not_depend_on_the_thread_count(monkeypatch):
+    probs = _problems(2)
+    W0 = _starts(probs, 2)
+    monkeypatch.setenv("WT_THREADS", "1")
+    one = run_agd_batched(probs, W0, 0.5, 0.2, max_iter=200, progress=False)
+    monkeypatch.setenv("WT_THREADS", "2")
+    two = run_agd_batched(probs, W0, 0.5, 0.2, max_iter=200, progress=False)
+    np.testing.assert_array_equal(one.iterations, two.iterations)
+    np.testing.assert_allclose(one.W, two.W, rtol=1e-12, atol=1e-15)

@@ -118,3 +118,12 @@ def test_bad_inputs():
         pr.magnitude_prune(w, {"a": m["a"]}, 0.2)
     with pytest.raises(ValueError, match="rate"):
         pr.magnitude_prune(w, m, 0.0)
+
+
+def test_magnitude_prune_on_empty_input_says_so():
+    import torch
+
+    with pytest.raises(ValueError, match="at least one tensor"):
+        pr.magnitude_prune({}, {}, 0.2)
+    with pytest.raises(ValueError, match="no entries"):
+        pr.magnitude_prune({"w": torch.zeros(0)}, {"w": torch.zeros(0, dtype=torch.bool)}, 0.2)

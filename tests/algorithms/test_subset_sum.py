@@ -84,3 +84,8 @@ def test_subset_sum_beats_single_unit_at_large_n():
     sub = ss.sup_error(target, ss.prune_random_network(target, 18, 4, "subset_sum"), 5, samples=2000)
     one = ss.sup_error(target, ss.prune_random_network(target, 18, 4, "single_unit"), 5, samples=2000)
     assert sub < 0.1 * one
+
+
+def test_an_infinite_value_is_an_error_not_an_absent_value():
+    with pytest.raises(ValueError, match="infinite"):
+        ss.solve_subset_sum(np.array([[0.1, np.inf, 0.3]]), np.array([0.4]))

@@ -103,3 +103,18 @@ def test_config_validation():
         cv.ConvergenceConfig(lam=-1)
     with pytest.raises(ValueError, match="r_values"):
         cv.ConvergenceConfig(r_values=())
+
+
+def test_claims_are_inconclusive_when_no_run_reaches_the_fit_window():
+    short = cv.run(cv.ConvergenceConfig(N=300, d=30, K=2, r_values=(4, 6), trials=2, max_iter=3), progress=False)
+    claims = cv.check_claims(short)
+    assert [c.verdict for c in claims] == ["INCONCLUSIVE"] * 3
+    assert "none of the" in claims[0].statistic
+    assert cv.speedup(short).empty
+
+
+def test_a_diverged_run_has_no_rate():
+    res = cv.run(cv.ConvergenceConfig(N=300, d=30, K=2, r_values=(4,), trials=1, eta=500.0), progress=False)
+    assert (res.runs["status"] == "diverged").any()
+    assert res.runs.loc[res.runs["status"] == "diverged", "rate"].isna().all()
+    assert cv.check_claims(res)[0].verdict == "NOT SUPPORTED"

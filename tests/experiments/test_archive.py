@@ -1,0 +1,74 @@
+"""The evidence archive: round trip, provenance, exact audit, and refusal of changed code."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from winning_ticket import chapters
+from winning_ticket.chapters import convergence as cv
+from winning_ticket.experiments import archive
+
+
+@pytest.fixture(scope="module")
+def archived(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    spec = chapters.get("convergence")
+    config = cv.ConvergenceConfig(N=300, d=30, K=2, r_values=(4, 8), trials=3, profile="smoke")
+    result = spec.run(config, progress=False)
+    archive.save(spec, result, root=root)
+    return spec, result, root
+
+
+def test_round_trip_is_exact_and_provenance_is_complete(archived):
+    spec, result, root = archived
+    back = archive.load(spec, root)
+    cols = [c for c in result.runs.columns if c != "history"]
+    pd.testing.assert_frame_equal(back.result.runs[cols], result.runs[cols], check_exact=True)
+    for a, b in zip(back.result.runs["history"], result.runs["history"]):
+        assert (a is None and b is None) or np.array_equal(np.asarray(a), np.asarray(b))
+    assert back.result.config == result.config
+    prov = json.loads((root / "convergence" / "provenance.json").read_text())
+    for key in ("package_version", "source_digest", "git_commit", "profile", "config", "trials_per_cell",
+                "machine", "wall_seconds", "compute_seconds", "date", "tables"):
+        assert key in prov
+    assert prov["trials_per_cell"] == 3 and prov["machine"]["torch"].startswith("2.13")
+    assert [c.verdict for c in cv.check_claims(back.result)] == [c.verdict for c in cv.check_claims(result)]
+    assert "trials per cell" in back.caption()
+
+
+def test_audit_reexecutes_runs_exactly(archived):
+    spec, _, root = archived
+    report = archive.audit(spec, samples=3, root=root)
+    assert report.ok and report.checked >= 3 and "OK" in report.line()
+
+
+def test_audit_fails_after_a_change_to_the_algorithms(archived, monkeypatch):
+    spec, _, root = archived
+    monkeypatch.setattr(archive, "package_digest", lambda: "changed")
+    report = archive.audit(spec, samples=1, root=root)
+    assert not report.ok and "convergence: FAILED" in report.line() and "make reproduce CHAPTER=convergence" in report.line()
+
+
+def test_audit_finds_a_tampered_run(archived, tmp_path):
+    spec, result, root = archived
+    runs = result.runs.copy()
+    runs.loc[:, "final_error"] = runs["final_error"] * (1 + 1e-15) + 1e-300
+    archive.save(spec, cv.ConvergenceResult(config=result.config, runs=runs), root=tmp_path)
+    report = archive.audit(spec, samples=100, root=tmp_path)
+    assert not report.ok and any("final_error" in m for m in report.mismatches)
+
+
+def test_load_or_run_uses_the_archive_only_for_its_config(archived, monkeypatch):
+    spec, result, root = archived
+    monkeypatch.setattr(archive, "RESULTS_DIR", root)
+    same, arch = archive.load_or_run(spec, result.config)
+    assert arch is not None and same.runs["final_error"].equals(result.runs["final_error"])
+    live, arch = archive.load_or_run(spec, result.config.replace(trials=1), progress=False)
+    assert arch is None and len(live.runs) == 2 * 2 * 1
+
+
+def test_missing_archive_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make reproduce CHAPTER=noise"):
+        archive.load(chapters.get("noise"), tmp_path)

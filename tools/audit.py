@@ -1,0 +1,36 @@
+"""Audit the evidence archive: re-execute a seeded sample of archived runs and compare exactly.
+
+Usage: python tools/audit.py [--samples 10] [CHAPTER ...]
+Fails (exit 1), naming the chapter, when a re-executed run differs from its archived row or
+when the algorithm code is not the code that produced the archive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from winning_ticket import chapters
+from winning_ticket.experiments import archive
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("chapters", nargs="*", help="default: every chapter with an archived run")
+    ap.add_argument("--samples", type=int, default=10, help="archived units re-executed per chapter (at least one per task)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    names = args.chapters or [n for n in chapters.NAMES if (archive.archive_dir(n) / "provenance.json").exists()]
+    if not names:
+        print("audit: the archive is empty; nothing to check")
+        return 0
+    failed = 0
+    for name in names:
+        report = archive.audit(chapters.get(name), samples=args.samples, seed=args.seed)
+        print(report.line(), flush=True)
+        failed += not report.ok
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
