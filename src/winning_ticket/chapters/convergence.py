@@ -59,7 +59,7 @@ class ConvergenceConfig(ChapterConfig):
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": dict(N=800, d=60, K=3, r_values=(5, 10, 20, 40), trials=2, starts=1),
         "book": dict(r_values=(25, 50, 100, 150, 200), trials=3, starts=2),
-        "evidence": dict(trials=10, starts=1),
+        "evidence": dict(trials=20, starts=1),
     }
 
     def validate(self) -> None:
