@@ -12,7 +12,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 MATHJAX := book/_static/mathjax/tex-mml-chtml.js
-WT_PROFILE ?= book
+WT_PROFILE ?=
 NBVAL_SANITIZE := --nbval-sanitize-with tests/nbval_sanitize.cfg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -20,7 +20,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
         test-notebooks-strict notebooks benchmark chromium clean reproduce audit test-audit
 
 help:
-	@echo "make book                  build the HTML book (executes the chapters; WT_PROFILE=$(WT_PROFILE))"
+	@echo "make book                  build the HTML book (executes the chapters; archived chapters read results/)"
 	@echo "make test                  unit tests, nbval (smoke profile), book build, browser checks"
 	@echo "make test-notebooks-strict nbval in the book profile against the committed outputs (slow)"
 	@echo "make notebooks             re-execute the chapters in place (WT_PROFILE=$(WT_PROFILE))"
@@ -60,9 +60,9 @@ chromium:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 # --- the book ----------------------------------------------------------------------------
-# jupyter-cache keys notebooks on their code cells only; clear it when src/ or the profile changes.
+# jupyter-cache keys notebooks on their code cells only; clear it when src/, results/ or the profile changes.
 book: install
-	@mkdir -p _build; key="$$(find src -name '*.py' | sort | xargs cat | sha256sum | cut -c1-16)-$(WT_PROFILE)"; \
+	@mkdir -p _build; key="$$({ find src -name '*.py'; find results -type f 2>/dev/null; } | sort | xargs cat | sha256sum | cut -c1-16)-$(WT_PROFILE)"; \
 	if [ "$$(cat _build/.exec-key 2>/dev/null)" != "$$key" ]; then rm -rf _build/.jupyter_cache; fi; \
 	echo "$$key" > _build/.exec-key
 	WT_PROFILE=$(WT_PROFILE) WT_PROGRESS=0 $(VENV)/bin/jupyter-book build -W -n --keep-going .
@@ -91,7 +91,7 @@ test-browser: install chromium
 
 # nbval in the book profile against every committed output (minutes per chapter).
 test-notebooks-strict: install
-	OMP_NUM_THREADS=1 WT_PROFILE=book WT_PROGRESS=0 $(PY) -m pytest -q -n 2 --dist loadfile --nbval $(NBVAL_SANITIZE) notebooks
+	OMP_NUM_THREADS=1 WT_PROFILE= WT_PROGRESS=0 $(PY) -m pytest -q -n 2 --dist loadfile --nbval $(NBVAL_SANITIZE) notebooks
 
 # Re-execute the chapters in place (what is committed is the book profile).
 notebooks: install

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from winning_ticket import chapters
 from winning_ticket.experiments import archive
+from winning_ticket.experiments.sweep import package_digest
 
 
 def reproduce(name: str, profile: str, workers: int, cache_dir: Path, dask: str | None = None) -> Path:
@@ -26,6 +27,7 @@ def reproduce(name: str, profile: str, workers: int, cache_dir: Path, dask: str 
     if spec.sweeps is None or not archive.archivable(spec):
         raise SystemExit(f"chapter {name!r} does not have an archived evidence run yet (its issue converts it)")
     config = spec.config.for_profile(profile)
+    digest = package_digest()  # the code this run executes
     executor, own = None, None
     if dask:
         from distributed import Client
@@ -41,7 +43,9 @@ def reproduce(name: str, profile: str, workers: int, cache_dir: Path, dask: str 
         if own is not None:
             own.close() if dask else own.shutdown()
     result.seconds = time.perf_counter() - start if result.seconds == 0 else result.seconds
-    path = archive.save(spec, result, workers=workers)
+    if package_digest() != digest:
+        raise SystemExit(f"{name}: the algorithm code changed while the run was going; not archived (rerun it)")
+    path = archive.save(spec, result, workers=workers, source_digest=digest)
     print(f"{name}: archived {sum(len(t) for t in result.tables().values())} rows in {path} "
           f"({result.seconds / 60:.1f} min)", flush=True)
     return path

@@ -135,3 +135,27 @@ def test_layers_import_downwards_only():
         text = path.read_text()
         assert "chapters" not in {n.module.split(".")[0] for n in ast.walk(ast.parse(text))
                                   if isinstance(n, ast.ImportFrom) and n.module and n.level == 2}, path.name
+
+
+@pytest.mark.parametrize("name", chapters.NAMES)
+def test_every_parameter_is_described_and_its_range_enforced(name):
+    """Each config field (but ``profile``) is a :func:`param` with a meaning; a value just outside its range fails."""
+    cfg_cls = chapters.get(name).config
+    described = cfg_cls.describe()
+    fields = [f for f in dataclasses.fields(cfg_cls) if f.name != "profile"]
+    assert list(described.index) == [f.name for f in fields]
+    assert described["meaning"].str.len().min() > 3
+    base = cfg_cls.for_profile("smoke")
+    for f in fields:
+        m = f.metadata
+        if m["choices"] is not None:
+            with pytest.raises(ValueError, match=f.name):
+                base.replace(**{f.name: "no-such-choice"})
+            continue
+        low = m["low"]
+        if low is None or isinstance(low, str):
+            continue
+        bad = low if m["low_open"] else (low - 1 if "int" in str(f.type) else low - 1e-9)
+        value = (bad,) + tuple(getattr(base, f.name))[1:] if str(f.type).startswith("tuple") else bad
+        with pytest.raises(ValueError, match=m["item"] or f.name):
+            base.replace(**{f.name: value})

@@ -22,14 +22,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..experiments.validation import check_int, check_real
 from ..algorithms.agd import ITERATION_CAP, STOP_TOL, RunStatus
 from ..experiments.claims import Claim, inconclusive
 from ..algorithms.engine import run_agd_batched
 from ..algorithms.teacher_student import initial_point, make_problem
 from ..experiments.seeding import seed_sequence
 from ..experiments.plotting import PALETTE, label_axes, sequential_colors
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec, SweepPlan
+from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec, SweepPlan
 from ..algorithms.rates import fit_rate
 from ..experiments.stats import bootstrap_slope
 
@@ -42,18 +41,19 @@ R2_THRESHOLD = 0.99
 class ConvergenceConfig(ChapterConfig):
     """Parameters of the Fig. 3 experiment."""
 
-    N: int = 3000
-    d: int = 300
-    K: int = 5
-    r_values: tuple[int, ...] = (30, 60, 90, 120, 150, 180, 210, 240, 270, 300)
-    trials: int = 20
-    starts: int = 1
-    lam: float = 0.5
-    eta: float = 0.5
-    beta: float = 0.2
-    max_iter: int = ITERATION_CAP
-    tol: float = STOP_TOL
-    seed: int = 2021
+    N: int = param(3000, "training samples", low=1)
+    d: int = param(300, "input dimension", low=1)
+    K: int = param(5, "hidden neurons", low=1)
+    r_values: tuple[int, ...] = param((30, 60, 90, 120, 150, 180, 210, 240, 270, 300),
+                                      "remaining weights per neuron (the grid of Fig. 3)", low=1, high="d", item="r")
+    trials: int = param(20, "independent problems per r", low=1)
+    starts: int = param(1, "starting points per problem", low=1)
+    lam: float = param(0.5, "relative distance of the start from W*", low=0.0)
+    eta: float = param(0.5, "step size η", low=0.0, low_open=True)
+    beta: float = param(0.2, "momentum β of AGD (GD: 0)", low=0.0, high=1.0, high_open=True)
+    max_iter: int = param(ITERATION_CAP, "iteration cap", low=1)
+    tol: float = param(STOP_TOL, "relative-change threshold of the stopping rule", low=0.0)
+    seed: int = param(2021, "base seed of every random stream", low=0)
     profile: str = "custom"
 
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
@@ -62,21 +62,6 @@ class ConvergenceConfig(ChapterConfig):
         "evidence": dict(trials=20, starts=1),
     }
 
-    def validate(self) -> None:
-        check_int("N", self.N, 1)
-        check_int("d", self.d, 1)
-        check_int("K", self.K, 1)
-        if not self.r_values:
-            raise ValueError("r_values must not be empty")
-        for r in self.r_values:
-            check_int("r", r, 1, self.d)
-        check_int("trials", self.trials, 1)
-        check_int("starts", self.starts, 1)
-        check_real("lam", self.lam, 0.0)
-        check_real("eta", self.eta, 0.0, low_open=True)
-        check_real("beta", self.beta, 0.0, 1.0, high_open=True)
-        check_int("max_iter", self.max_iter, 1)
-        check_real("tol", self.tol, 0.0)
 
 
 

@@ -25,30 +25,30 @@ from ..algorithms.matrix_sensing import (column_norm_profile, gradient_descent, 
                              make_sensing_problem, population_gradient, population_loss)
 from ..experiments.seeding import numpy_rng, seed_sequence
 from ..experiments.plotting import PALETTE, label_axes
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec
+from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec
 from ..experiments.sweep import run_sweep
 
 
 @dataclass(frozen=True)
 class GreedyConfig(ChapterConfig):
-    fig_d: int = 500
-    fig_r: int = 4
-    fig_steps: int = 20_000
-    lam: float = 0.05
-    beta: float = 1e-6
-    eta: float = 0.01
-    d: int = 20
-    r: int = 2
-    k: int = 20
-    sigma: float = 0.1
-    n_values: tuple[int, ...] = (100, 200, 400, 800, 1600, 3200)
-    trials: int = 5
-    train_steps: int = 10_000
-    fine_tune_steps: int = 3000
-    baseline_init: float = 1e-3
-    quad_n: int = 2000
-    quad_test: int = 5000
-    seed: int = 2023
+    fig_d: int = param(500, "dimension of Fig. 1's problem", low=1)
+    fig_r: int = param(4, "rank of Fig. 1's problem", low=1, high="fig_d")
+    fig_steps: int = param(20_000, "gradient steps of Fig. 1", low=1)
+    lam: float = param(0.05, "group-Lasso weight λ", low=0.0)
+    beta: float = param(1e-6, "smoothing β of the penalty (pruning threshold 2√β)", low=0.0, low_open=True)
+    eta: float = param(0.01, "step size η", low=0.0, low_open=True)
+    d: int = param(20, "dimension of the pipeline's problem", low=1)
+    r: int = param(2, "true rank r", low=1)
+    k: int = param(20, "columns of the over-parameterized model", low=1)
+    sigma: float = param(0.1, "noise level σ", low=0.0)
+    n_values: tuple[int, ...] = param((100, 200, 400, 800, 1600, 3200), "sample sizes", low=1, item="n", min_len=3)
+    trials: int = param(5, "independent problems per n", low=1)
+    train_steps: int = param(10_000, "regularized training steps", low=1)
+    fine_tune_steps: int = param(3000, "fine-tuning steps", low=1)
+    baseline_init: float = param(1e-3, "initialization scale of the unpruned baseline", low=0.0)
+    quad_n: int = param(2000, "samples of the quadratic network", low=1)
+    quad_test: int = param(5000, "test samples of the quadratic network", low=1)
+    seed: int = param(2023, "base seed of every random stream", low=0)
     profile: str = "custom"
 
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
@@ -57,12 +57,7 @@ class GreedyConfig(ChapterConfig):
     }
 
     def validate(self) -> None:
-        for name in ("fig_d", "fig_steps", "d", "k", "trials", "train_steps", "fine_tune_steps", "quad_n", "quad_test"):
-            check_int(name, getattr(self, name), 1)
-        check_int("fig_r", self.fig_r, 1, self.fig_d)
         check_int("r", self.r, 1, min(self.d, self.k))
-        if len(self.n_values) < 3:
-            raise ValueError("n_values needs at least three sample sizes")
 
     @property
     def tau(self) -> float:
@@ -115,6 +110,8 @@ def pipeline_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> 
 
 @dataclass(kw_only=True)
 class GreedyResult(ChapterResult):
+    """Fig. 1 (``figure1``), the pipeline against n (``runs``) and the quadratic network (``quad``)."""
+
     TABLES: ClassVar[tuple[str, ...]] = ("runs", "quad")
     config: GreedyConfig
     figure1: dict

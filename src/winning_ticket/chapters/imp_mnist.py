@@ -33,31 +33,32 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..experiments.validation import check_int, check_real
 from ..experiments.claims import Claim
 from ..algorithms.mnist import balanced_subset, load_mnist, to_float
 from ..experiments.seeding import seed_sequence, torch_generator
 from ..algorithms.networks import ARCHS, accuracy, reference_init
 from ..experiments.plotting import sequential_colors
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec
+from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec
 from ..algorithms.pruning import run_imp
 from ..experiments.sweep import run_sweep
 
 
 @dataclass(frozen=True)
 class MNISTIMPConfig(ChapterConfig):
-    arch: str = "lenet5"
-    N_values: tuple[int, ...] = (10_000, 20_000, 30_000, 40_000)
-    rounds: int = 12
-    rate: float = 0.2
-    epochs: int = 100
-    lr: float = 1.2e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 60
-    n_test: int = 10_000
-    trials: int = 1
-    workers: int = 2
-    seed: int = 2021
+    arch: str = param("lenet5", "network (classic LeNet-5, or the reference's Conv-2 'LeNet5')", choices=tuple(ARCHS))
+    N_values: tuple[int, ...] = param((10_000, 20_000, 30_000, 40_000), "training-set sizes", low=10, high=60_000,
+                                      item="N")
+    rounds: int = param(12, "pruning rounds", low=1)
+    rate: float = param(0.2, "fraction of remaining weights pruned per round and layer", low=0.0, high=1.0,
+                        low_open=True, high_open=True)
+    epochs: int = param(100, "epochs per round", low=1)
+    lr: float = param(1.2e-3, "Adam learning rate", low=0.0, low_open=True)
+    weight_decay: float = param(1e-4, "Adam weight decay", low=0.0)
+    batch_size: int = param(60, "minibatch size", low=1)
+    n_test: int = param(10_000, "test images", low=1, high=10_000)
+    trials: int = param(1, "seeds per N", low=1)
+    workers: int = param(2, "parallel processes", low=1)
+    seed: int = param(2021, "base seed of every random stream", low=0)
     profile: str = "custom"
 
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
@@ -65,18 +66,6 @@ class MNISTIMPConfig(ChapterConfig):
         "book": dict(epochs=5),
     }
 
-    def validate(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch = {self.arch!r}; allowed: {', '.join(ARCHS)}")
-        for name in ("rounds", "epochs", "batch_size", "trials", "workers"):
-            check_int(name, getattr(self, name), 1)
-        check_int("n_test", self.n_test, 1, 10_000)
-        check_real("rate", self.rate, 0.0, 1.0, low_open=True, high_open=True)
-        check_real("lr", self.lr, 0.0, low_open=True)
-        if not self.N_values:
-            raise ValueError("N_values must not be empty")
-        for N in self.N_values:
-            check_int("N", N, 10, 60_000)
 
 
 def _weight_names(model: nn.Module) -> list[str]:
@@ -143,6 +132,8 @@ def _imp_one(params: Mapping[str, Any], ss, trial: int) -> list[dict]:
 
 @dataclass(kw_only=True)
 class MNISTIMPResult(ChapterResult):
+    """IMP on MNIST: ``runs`` has one row per (N, trial, round); ``computed``/``cached`` count units of work."""
+
     TABLES: ClassVar[tuple[str, ...]] = ("runs",)
     config: MNISTIMPConfig
     runs: pd.DataFrame

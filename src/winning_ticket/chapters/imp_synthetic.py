@@ -36,37 +36,39 @@ import pandas as pd
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from ..experiments.validation import check_int, check_real
 from ..algorithms.agd import ITERATION_CAP, STATUS_NAMES
 from ..experiments.claims import Claim
 from ..algorithms.engine import batched_hessian, run_agd_batched, stack_problems
 from ..algorithms.teacher_student import dense_student, make_problem, starts_along, teacher_output
 from ..experiments.seeding import numpy_rng, seed_sequence
 from ..experiments.plotting import sequential_colors
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec
+from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec
 from ..algorithms.pruning import remaining_counts, run_imp
 from ..experiments.sweep import run_sweep
 
 
 @dataclass(frozen=True)
 class IMPConfig(ChapterConfig):
-    d: int = 100
-    K: int = 5
-    r_star: int = 20
-    noise_level: float = 1e-3
-    N_values: tuple[int, ...] = (100, 500, 1000, 2000, 5000)
-    trials: int = 20
-    rounds: int = 12
-    rate: float = 0.2
-    init_scale: float = 0.1
-    eta: float = 5.0
-    beta: float = 0.2
-    max_iter: int = ITERATION_CAP
-    n_test: int = 10_000
-    support_N_values: tuple[int, ...] = (250, 500, 1000, 2000, 5000)
-    support_trials: int = 20
-    lam: float = 0.5
-    seed: int = 2021
+    d: int = param(100, "input dimension", low=1)
+    K: int = param(5, "hidden neurons", low=1)
+    r_star: int = param(20, "the teacher's weights per neuron r*", low=1, high="d")
+    noise_level: float = param(1e-3, "label noise σ/E_y", low=0.0)
+    N_values: tuple[int, ...] = param((100, 500, 1000, 2000, 5000), "training-set sizes (Fig. 6)", low=1,
+                                      item="N", min_len=2)
+    trials: int = param(20, "independent problems per N", low=1)
+    rounds: int = param(12, "pruning rounds", low=1)
+    rate: float = param(0.2, "fraction of remaining weights pruned per round", low=0.0, high=1.0,
+                        low_open=True, high_open=True)
+    init_scale: float = param(0.1, "standard deviation of the random initialization", low=0.0, low_open=True)
+    eta: float = param(5.0, "step size η", low=0.0, low_open=True)
+    beta: float = param(0.2, "momentum β", low=0.0, high=1.0, high_open=True)
+    max_iter: int = param(ITERATION_CAP, "iteration cap per round", low=1)
+    n_test: int = param(10_000, "test samples", low=1)
+    support_N_values: tuple[int, ...] = param((250, 500, 1000, 2000, 5000), "training-set sizes (support recovery)",
+                                              low=1, item="N")
+    support_trials: int = param(20, "independent problems per N (support recovery)", low=1)
+    lam: float = param(0.5, "relative distance of the dense student's start", low=0.0)
+    seed: int = param(2021, "base seed of every random stream", low=0)
     profile: str = "custom"
 
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
@@ -76,18 +78,6 @@ class IMPConfig(ChapterConfig):
                      support_N_values=(250, 500, 1000, 2000), support_trials=8),
     }
 
-    def validate(self) -> None:
-        for name in ("d", "K", "trials", "rounds", "max_iter", "n_test", "support_trials"):
-            check_int(name, getattr(self, name), 1)
-        check_int("r_star", self.r_star, 1, self.d)
-        check_real("noise_level", self.noise_level, 0.0)
-        check_real("rate", self.rate, 0.0, 1.0, low_open=True, high_open=True)
-        check_real("init_scale", self.init_scale, 0.0, low_open=True)
-        check_real("lam", self.lam, 0.0)
-        for N in self.N_values + self.support_N_values:
-            check_int("N", N, 1)
-        if len(self.N_values) < 2:
-            raise ValueError("N_values needs at least two training-set sizes")
 
     @property
     def teacher_fraction(self) -> float:
@@ -171,6 +161,8 @@ def support_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> l
 
 @dataclass(kw_only=True)
 class IMPSyntheticResult(ChapterResult):
+    """IMP rounds (``imp``: one row per (N, trial, round)) and support recovery (``support``: one row per (N, trial))."""
+
     TABLES: ClassVar[tuple[str, ...]] = ("imp", "support")
     config: IMPConfig
     imp: pd.DataFrame

@@ -30,7 +30,7 @@ from ..algorithms.engine import run_agd_batched
 from ..algorithms.teacher_student import Problem, make_problem, starts_along
 from ..experiments.seeding import numpy_rng, seed_sequence
 from ..experiments.plotting import PALETTE, label_axes
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec
+from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec
 from ..experiments.sweep import run_sweep
 from ..algorithms.tensor_init import support_matrices, subspace_error, tensor_initialization
 
@@ -39,17 +39,19 @@ STARTS = ("tensor", "random", "lambda=0.5")
 
 @dataclass(frozen=True)
 class InitConfig(ChapterConfig):
-    K: int = 3
-    r: int = 10
-    N_values: tuple[int, ...] = (100_000, 300_000, 1_000_000, 3_000_000)
-    r_values: tuple[int, ...] = (5, 10, 20)
-    N_r: int = 1_000_000
-    d_overlap: int = 40
-    trials: int = 20
-    N_agd: int = 1000
-    eta: float = 0.5
-    beta: float = 0.2
-    seed: int = 2021
+    K: int = param(3, "hidden neurons", low=1)
+    r: int = param(10, "weights per neuron (error against N)", low=1)
+    N_values: tuple[int, ...] = param((100_000, 300_000, 1_000_000, 3_000_000), "samples of the moment estimates",
+                                      low=30, item="N", min_len=2)
+    r_values: tuple[int, ...] = param((5, 10, 20), "weights per neuron (error against r)", low=1, item="r",
+                                      min_len=2)
+    N_r: int = param(1_000_000, "samples for the error against r", low=1)
+    d_overlap: int = param(40, "input dimension with overlapping supports", low="r")
+    trials: int = param(20, "independent problems per cell", low=1)
+    N_agd: int = param(1000, "samples of the AGD runs from each start", low=1)
+    eta: float = param(0.5, "step size η", low=0.0, low_open=True)
+    beta: float = param(0.2, "momentum β", low=0.0, high=1.0, high_open=True)
+    seed: int = param(2021, "base seed of every random stream", low=0)
     profile: str = "custom"
 
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
@@ -58,13 +60,8 @@ class InitConfig(ChapterConfig):
     }
 
     def validate(self) -> None:
-        for name in ("K", "r", "N_r", "trials", "N_agd"):
-            check_int(name, getattr(self, name), 1)
         for N in self.N_values:
             check_int("N", N, max(self.N_agd, 30))
-        check_int("d_overlap", self.d_overlap, self.r)
-        if len(self.N_values) < 2 or len(self.r_values) < 2:
-            raise ValueError("N_values and r_values need at least two values each")
 
 
 def _init_row(p: Problem, ss, correct: bool = True) -> tuple[dict, np.ndarray]:
@@ -120,6 +117,8 @@ def overlap_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> l
 
 @dataclass(kw_only=True)
 class InitResult(ChapterResult):
+    """Errors against N (``by_n``), against r (``by_r``) and with overlapping supports (``overlap``), one row per run."""
+
     TABLES: ClassVar[tuple[str, ...]] = ("by_n", "by_r", "overlap")
     config: InitConfig
     by_n: pd.DataFrame

@@ -31,13 +31,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..experiments.validation import check_int, check_real
 from ..algorithms.agd import ITERATION_CAP, SUCCESS_TOL
 from ..experiments.claims import Claim
 from ..algorithms.engine import batched_hessian, batched_risk, default_device, run_agd_batched, stack_problems
 from ..algorithms.teacher_student import make_problem, starts_along
 from ..experiments.seeding import numpy_rng, seed_sequence
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec
+from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec
 from ..experiments.plotting import label_axes
 from ..experiments.sweep import run_sweep, success_summary
 
@@ -49,20 +48,24 @@ EARLY_SUCCESS = True
 class LandscapeConfig(ChapterConfig):
     """Parameters of the Fig. 2 experiment and of the convexity probe."""
 
-    N: int = 3000
-    d: int = 500
-    K: int = 5
-    r_values: tuple[int, ...] = (25, 49, 100, 169, 256, 361, 484)
-    lams: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-    trials: int = 100
-    etas: tuple[float, ...] = (0.5, 5.0)
-    beta: float = 0.2
-    max_iter: int = ITERATION_CAP
-    probe_rhos: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-    probe_chords: int = 16
-    probe_points: int = 2
-    probe_trials: int = 3
-    seed: int = 2021
+    N: int = param(3000, "training samples", low=1)
+    d: int = param(500, "input dimension", low=1)
+    K: int = param(5, "hidden neurons", low=1)
+    r_values: tuple[int, ...] = param((25, 49, 100, 169, 256, 361, 484), "remaining weights per neuron",
+                                      low=1, high="d", item="r")
+    lams: tuple[float, ...] = param((0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0),
+                                    "relative distances λ of the starts from W*", low=0.0, item="lam")
+    trials: int = param(100, "independent problems per cell", low=1)
+    etas: tuple[float, ...] = param((0.5, 5.0), "step sizes (the paper's, then a larger control)", low=0.0,
+                                    low_open=True, item="eta")
+    beta: float = param(0.2, "momentum β", low=0.0, high=1.0, high_open=True)
+    max_iter: int = param(ITERATION_CAP, "iteration cap", low=1)
+    probe_rhos: tuple[float, ...] = param((0.25, 0.5, 1.0, 2.0, 4.0, 8.0), "distances ρ of the convexity probe",
+                                          low=0.0, low_open=True, item="rho")
+    probe_chords: int = param(16, "random chords per distance", low=1)
+    probe_points: int = param(2, "Hessian points per distance", low=1)
+    probe_trials: int = param(3, "problems probed per r", low=1)
+    seed: int = param(2021, "base seed of every random stream", low=0)
     profile: str = "custom"
 
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
@@ -72,19 +75,6 @@ class LandscapeConfig(ChapterConfig):
                      probe_rhos=(0.5, 2.0, 8.0), probe_chords=8, probe_points=1, probe_trials=1),
     }
 
-    def validate(self) -> None:
-        for name in ("N", "d", "K", "trials", "max_iter", "probe_chords", "probe_points", "probe_trials"):
-            check_int(name, getattr(self, name), 1)
-        for r in self.r_values:
-            check_int("r", r, 1, self.d)
-        for lam in self.lams:
-            check_real("lam", lam, 0.0)
-        for eta in self.etas:
-            check_real("eta", eta, 0.0, low_open=True)
-        for rho in self.probe_rhos:
-            check_real("rho", rho, 0.0, low_open=True)
-        if not (self.r_values and self.lams and self.etas and self.probe_rhos):
-            raise ValueError("r_values, lams, etas and probe_rhos must not be empty")
 
 
 def landscape_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> list[dict]:
@@ -169,6 +159,8 @@ def measured_radius(probe: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(kw_only=True)
 class LandscapeResult(ChapterResult):
+    """Runs of Fig. 2 (``runs``: one row per (r, λ, η, trial)) and the convexity probe (``probe``: one row per (r, probe, ρ))."""
+
     TABLES: ClassVar[tuple[str, ...]] = ("runs", "probe")
     config: LandscapeConfig
     runs: pd.DataFrame

@@ -22,31 +22,32 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..experiments.validation import check_int, check_real
 from ..algorithms.agd import ITERATION_CAP
 from ..experiments.claims import Claim
 from ..algorithms.engine import run_agd_batched
 from ..algorithms.teacher_student import make_problem, starts_along
 from ..experiments.seeding import seed_sequence
 from ..experiments.plotting import PALETTE, label_axes
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec
+from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec
 from ..experiments.stats import bootstrap_slope
 from ..experiments.sweep import run_sweep
 
 
 @dataclass(frozen=True)
 class NoiseConfig(ChapterConfig):
-    N: int = 1000
-    d: int = 300
-    K: int = 10
-    r_values: tuple[int, ...] = (5, 10, 15, 20, 30, 40)
-    levels: tuple[float, ...] = (0.01, 0.05, 0.1)
-    trials: int = 50
-    lam: float = 0.5
-    eta: float = 0.5
-    beta: float = 0.2
-    max_iter: int = ITERATION_CAP
-    seed: int = 2021
+    N: int = param(1000, "training samples", low=1)
+    d: int = param(300, "input dimension", low=1)
+    K: int = param(10, "hidden neurons", low=1)
+    r_values: tuple[int, ...] = param((5, 10, 15, 20, 30, 40), "remaining weights per neuron", low=1, high="d",
+                                      item="r", min_len=2)
+    levels: tuple[float, ...] = param((0.01, 0.05, 0.1), "noise levels σ/E_y", low=0.0, low_open=True,
+                                      item="noise level", min_len=2)
+    trials: int = param(50, "independent problems per cell", low=1)
+    lam: float = param(0.5, "relative distance of the start from W*", low=0.0)
+    eta: float = param(0.5, "step size η", low=0.0, low_open=True)
+    beta: float = param(0.2, "momentum β", low=0.0, high=1.0, high_open=True)
+    max_iter: int = param(ITERATION_CAP, "iteration cap", low=1)
+    seed: int = param(2021, "base seed of every random stream", low=0)
     profile: str = "custom"
 
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
@@ -54,15 +55,6 @@ class NoiseConfig(ChapterConfig):
         "book": dict(trials=8),
     }
 
-    def validate(self) -> None:
-        for name in ("N", "d", "K", "trials", "max_iter"):
-            check_int(name, getattr(self, name), 1)
-        for r in self.r_values:
-            check_int("r", r, 1, self.d)
-        for level in self.levels:
-            check_real("noise level", level, 0.0, low_open=True)
-        if len(self.r_values) < 2 or len(self.levels) < 2:
-            raise ValueError("r_values and levels need at least two values each")
 
 
 def noise_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> list[dict]:
@@ -83,6 +75,8 @@ def noise_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> lis
 
 @dataclass(kw_only=True)
 class NoiseResult(ChapterResult):
+    """Runs of the Fig. 5 experiment: ``runs`` has one row per (r, noise level, trial) with the final error and status."""
+
     TABLES: ClassVar[tuple[str, ...]] = ("runs",)
     config: NoiseConfig
     runs: pd.DataFrame

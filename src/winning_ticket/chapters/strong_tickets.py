@@ -28,13 +28,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..experiments.validation import check_int, check_real
 from ..experiments.claims import Claim
 from ..algorithms.mnist import balanced_subset, load_mnist, to_float
 from ..experiments.seeding import numpy_rng, seed_sequence, torch_generator
 from ..algorithms.networks import DEFAULT_CACHE, BiasFreeMLP, accuracy, cache_key, load_state, save_state_atomic, train_classifier
 from ..experiments.plotting import PALETTE, label_axes
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec
+from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec
 from ..algorithms.subset_sum import prune_random_network, random_target, solve_subset_sum, sup_error
 from ..experiments.sweep import run_sweep
 
@@ -46,19 +45,22 @@ PAPER_TABLE = {"target accuracy": 0.9719, "approximation accuracy": 0.9719, "wei
 
 @dataclass(frozen=True)
 class StrongConfig(ChapterConfig):
-    width: int = 8
-    depths: tuple[int, ...] = (2, 3)
-    n_values: tuple[int, ...] = (2, 4, 6, 8, 10, 12, 14, 16, 18, 20)
-    trials: int = 10
-    sup_samples: int = 10_000
-    eps_grid: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
-    mnist_hidden: int = 500
-    mnist_train: int = 60_000
-    mnist_epochs: int = 10
-    mnist_lr: float = 0.1
-    mnist_eps: float = 0.01
-    mnist_c: int = 3
-    seed: int = 2020
+    width: int = param(8, "target width", low=1)
+    depths: tuple[int, ...] = param((2, 3), "target depths", low=1, item="depth")
+    n_values: tuple[int, ...] = param((2, 4, 6, 8, 10, 12, 14, 16, 18, 20), "random candidates per weight",
+                                      low=1, high=20, item="n", min_len=3)
+    trials: int = param(10, "random targets per depth", low=1)
+    sup_samples: int = param(10_000, "points of the sup-error estimate", low=1)
+    eps_grid: tuple[float, ...] = param((0.3, 0.1, 0.03, 0.01, 0.003, 0.001), "target errors ε", low=0.0,
+                                        low_open=True, item="eps")
+    mnist_hidden: int = param(500, "hidden units of the MNIST target", low=1)
+    mnist_train: int = param(60_000, "MNIST training images", low=10, high=60_000)
+    mnist_epochs: int = param(10, "training epochs of the MNIST target", low=1)
+    mnist_lr: float = param(0.1, "SGD learning rate of the MNIST target", low=0.0, low_open=True)
+    mnist_eps: float = param(0.01, "per-weight error ε of the MNIST replica", low=0.0, high=1.0,
+                             low_open=True, high_open=True)
+    mnist_c: int = param(3, "candidates factor c (n = c·log2(1/ε))", low=1)
+    seed: int = param(2020, "base seed of every random stream", low=0)
     profile: str = "custom"
 
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
@@ -67,15 +69,6 @@ class StrongConfig(ChapterConfig):
         "book": dict(trials=5, sup_samples=4000),
     }
 
-    def validate(self) -> None:
-        for name in ("width", "trials", "sup_samples", "mnist_hidden", "mnist_epochs", "mnist_c"):
-            check_int(name, getattr(self, name), 1)
-        check_int("mnist_train", self.mnist_train, 10, 60_000)
-        check_real("mnist_eps", self.mnist_eps, 0.0, 1.0, low_open=True, high_open=True)
-        for n in self.n_values:
-            check_int("n", n, 1, 20)
-        if len(self.n_values) < 3:
-            raise ValueError("n_values needs at least three values")
 
     @property
     def mnist_n(self) -> int:
@@ -255,6 +248,8 @@ def counting_bound(n_weights: int, eps: float, weight_range: float = 2.0) -> flo
 
 @dataclass(kw_only=True)
 class StrongResult(ChapterResult):
+    """Theory sweep (``runs``: one row per (depth, trial, method, n)) and the MNIST replica (``mnist``)."""
+
     TABLES: ClassVar[tuple[str, ...]] = ("runs",)
     config: StrongConfig
     runs: pd.DataFrame

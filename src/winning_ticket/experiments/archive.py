@@ -105,8 +105,12 @@ def archivable(spec) -> bool:
     return fields <= set(spec.result.TABLES) | {"config", "seconds"}
 
 
-def save(spec, result, *, root: Path | None = None, workers: int = 1) -> Path:
-    """Write ``result`` as the archived evidence run of chapter ``spec`` (atomically)."""
+def save(spec, result, *, root: Path | None = None, workers: int = 1, source_digest: str | None = None) -> Path:
+    """Write ``result`` as the archived evidence run of chapter ``spec`` (atomically).
+
+    ``source_digest``: the :func:`~winning_ticket.experiments.sweep.package_digest` taken when the
+    run started (default: now), so an edit made while a long run was going is not attributed to it.
+    """
     if not archivable(spec):
         raise ValueError(f"chapter {spec.name!r}: its result holds more than tidy tables; it cannot be archived yet")
     target = archive_dir(spec.name, root)
@@ -123,7 +127,7 @@ def save(spec, result, *, root: Path | None = None, workers: int = 1) -> Path:
         prov = {
             "chapter": spec.name, "profile": cfg.profile, "config": config_dict(cfg),
             "trials_per_cell": getattr(cfg, "trials", None), "tables": tables,
-            "package_version": __version__, "source_digest": package_digest(), "chapter_digest": _module_digest(spec),
+            "package_version": __version__, "source_digest": source_digest or package_digest(), "chapter_digest": _module_digest(spec),
             "git_commit": _git_commit(), "machine": machine(), "workers": workers,
             "wall_seconds": round(float(result.seconds), 1),
             "compute_seconds": round(float(sum(t["unit_seconds"].sum() for t in result.tables().values()

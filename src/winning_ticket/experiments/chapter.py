@@ -28,6 +28,20 @@ from typing import Any, Callable, ClassVar, Mapping
 import pandas as pd
 
 from .profiles import config_table, current_profile
+from .validation import check_int, check_real
+
+
+def param(default, doc: str, *, low=None, high=None, low_open: bool = False, high_open: bool = False,
+          item: str | None = None, min_len: int = 1, choices: tuple | None = None):
+    """A config field with its meaning and its allowed values, checked when the config is built.
+
+    ``low``/``high`` bound the value (or every value of a tuple; ``item`` names one value in
+    the error, e.g. ``"r"`` for ``r_values``); a bound may name another field (``high="d"``).
+    Tuples need at least ``min_len`` values; ``choices`` lists the allowed values of a string.
+    """
+    meta = dict(doc=doc, low=low, high=high, low_open=low_open, high_open=high_open, item=item,
+                min_len=min_len, choices=choices)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -42,15 +56,57 @@ class ChapterConfig:
     """Profile name -> the fields it overrides (``paper`` overrides nothing)."""
 
     def __post_init__(self) -> None:
+        self._check_params()
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the parameter and its allowed range if the config is invalid."""
+        """Checks between fields (each field's own range is checked from its :func:`param`)."""
+
+    def _check_params(self) -> None:
+        for f in dataclasses.fields(self):
+            m = f.metadata
+            if "doc" not in m:
+                continue
+            value = getattr(self, f.name)
+            if m["choices"] is not None:
+                if value not in m["choices"]:
+                    raise ValueError(f"{f.name} = {value!r}; allowed: {', '.join(map(repr, m['choices']))}")
+                continue
+            many = str(f.type).startswith("tuple")
+            values = value if many else (value,)
+            if many and (not isinstance(value, tuple) or len(value) < m["min_len"]):
+                raise ValueError(f"{f.name} needs at least {m['min_len']} value{'s' if m['min_len'] > 1 else ''}, got {value!r}")
+            low = getattr(self, m["low"]) if isinstance(m["low"], str) else m["low"]
+            high = getattr(self, m["high"]) if isinstance(m["high"], str) else m["high"]
+            name = m["item"] or f.name
+            for v in values:
+                if "int" in str(f.type):
+                    check_int(name, v, low if low is not None else -(2**63), high)
+                else:
+                    check_real(name, v, low, high, low_open=m["low_open"], high_open=m["high_open"])
+
+    @classmethod
+    def describe(cls) -> pd.DataFrame:
+        """Every parameter with its meaning and allowed values (from the :func:`param` declarations)."""
+        rows = {}
+        for f in dataclasses.fields(cls):
+            m = f.metadata
+            if "doc" not in m:
+                continue
+            if m["choices"] is not None:
+                allowed = ", ".join(map(str, m["choices"]))
+            else:
+                lo = "" if m["low"] is None else f"{m['low']} {'<' if m['low_open'] else '≤'} "
+                hi = "" if m["high"] is None else f" {'<' if m['high_open'] else '≤'} {m['high']}"
+                allowed = f"{lo}{m['item'] or f.name}{hi}" if (lo or hi) else "any"
+            rows[f.name] = {"meaning": m["doc"], "allowed": allowed}
+        return pd.DataFrame.from_dict(rows, orient="index").rename_axis("parameter")
 
     @classmethod
     def for_profile(cls, profile: str | None = None):
-        """The configuration of a profile (``$WT_PROFILE`` by default; see :mod:`~winning_ticket.experiments.profiles`)."""
-        name = current_profile(profile)
+        """The configuration of a profile: ``profile``, else ``$WT_PROFILE``, else ``evidence`` when
+        the chapter has that profile and ``book`` otherwise (see :mod:`~winning_ticket.experiments.profiles`)."""
+        name = current_profile(profile, default="evidence" if "evidence" in cls.PROFILES else "book")
         if name == "evidence" and name not in cls.PROFILES:
             raise ValueError(f"{cls.__name__} has no 'evidence' profile yet; allowed: smoke, book, paper")
         return cls(**dict(cls.PROFILES.get(name, {})), profile=name)

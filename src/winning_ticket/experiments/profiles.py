@@ -7,8 +7,9 @@
   grids with enough trials for each claim's test; made by ``make reproduce``.
 * ``paper``: the paper's sizes and trial counts; may need a GPU.
 
-Select one with the environment variable ``WT_PROFILE``; every chapter prints
-the profile that produced its figures.
+Select one with the environment variable ``WT_PROFILE``; without it a chapter that has an
+archived evidence run uses ``evidence`` (read from the archive, no computation) and the
+others ``book``.  Every chapter prints the profile that produced its figures.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ PROFILES = ("smoke", "book", "evidence", "paper")
 DEFAULT_PROFILE = "book"
 
 
-def current_profile(profile: str | None = None) -> str:
-    """``profile`` if given, else ``$WT_PROFILE``, else ``"book"``; validated."""
-    name = profile if profile is not None else os.environ.get("WT_PROFILE", DEFAULT_PROFILE)
+def current_profile(profile: str | None = None, default: str = DEFAULT_PROFILE) -> str:
+    """``profile`` if given, else ``$WT_PROFILE`` (unless empty), else ``default``; validated."""
+    name = profile if profile is not None else (os.environ.get("WT_PROFILE", "").strip() or default)
     name = name.strip().lower()
     if name not in PROFILES:
         raise ValueError(f"WT_PROFILE / profile = {name!r} is not a profile; allowed: {', '.join(PROFILES)}")
