@@ -112,7 +112,7 @@ audit: install
 
 # the short audit of `make test`: a few runs per archived chapter
 test-audit: install
-	WT_PROGRESS=0 $(PY) tools/audit.py --samples 3
+	WT_PROGRESS=0 $(PY) tools/audit.py --samples 3 --quick
 
 clean:
 	rm -rf _build conf.py book/_static/mathjax

@@ -22,7 +22,8 @@ import torch
 
 from winning_ticket.algorithms.agd import run_agd
 from winning_ticket.algorithms.engine import run_agd_batched
-from winning_ticket.algorithms.teacher_student import initial_point, make_problem, seed_sequence, starts_along
+from winning_ticket.algorithms.teacher_student import initial_point, make_problem, starts_along
+from winning_ticket.experiments.seeding import seed_sequence
 
 QUOTED_PEAK_F64 = 44.0  # GFLOP/s, float64 GEMM on the project's 2-core reference machine (issue #2)
 

@@ -19,6 +19,7 @@ def main(argv=None) -> int:
     ap.add_argument("chapters", nargs="*", help="default: every chapter with an archived run")
     ap.add_argument("--samples", type=int, default=10, help="archived units re-executed per chapter (at least one per task)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="the cheapest archived units, no minimum per task (make test)")
     args = ap.parse_args(argv)
     names = args.chapters or [n for n in chapters.NAMES if (archive.archive_dir(n) / "provenance.json").exists()]
     if not names:
@@ -26,7 +27,7 @@ def main(argv=None) -> int:
         return 0
     failed = 0
     for name in names:
-        report = archive.audit(chapters.get(name), samples=args.samples, seed=args.seed)
+        report = archive.audit(chapters.get(name), samples=args.samples, seed=args.seed, quick=args.quick)
         print(report.line(), flush=True)
         failed += not report.ok
     return 1 if failed else 0

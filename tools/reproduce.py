@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from winning_ticket import chapters
 from winning_ticket.experiments import archive
-from winning_ticket.experiments.sweep import package_digest
 
 
 def reproduce(name: str, profile: str, workers: int, cache_dir: Path, dask: str | None = None) -> Path:
@@ -27,7 +25,7 @@ def reproduce(name: str, profile: str, workers: int, cache_dir: Path, dask: str 
     if spec.sweeps is None or not archive.archivable(spec):
         raise SystemExit(f"chapter {name!r} does not have an archived evidence run yet (its issue converts it)")
     config = spec.config.for_profile(profile)
-    digest = package_digest()  # the code this run executes
+    code = archive.code_state(spec)  # the code this run executes
     executor, own = None, None
     if dask:
         from distributed import Client
@@ -36,16 +34,15 @@ def reproduce(name: str, profile: str, workers: int, cache_dir: Path, dask: str 
         executor = own.get_executor()
     elif workers > 1:
         own = executor = ProcessPoolExecutor(workers)
-    start = time.perf_counter()
     try:
         result = spec.run(config, executor=executor, cache_dir=cache_dir, progress=True)
     finally:
         if own is not None:
             own.close() if dask else own.shutdown()
-    result.seconds = time.perf_counter() - start if result.seconds == 0 else result.seconds
-    if package_digest() != digest:
-        raise SystemExit(f"{name}: the algorithm code changed while the run was going; not archived (rerun it)")
-    path = archive.save(spec, result, workers=workers, source_digest=digest)
+    now = archive.code_state(spec)
+    if (now["source_digest"], now["task_digests"]) != (code["source_digest"], code["task_digests"]):
+        raise SystemExit(f"{name}: the algorithm or task code changed while the run was going; not archived (rerun it)")
+    path = archive.save(spec, result, workers="dask" if dask else workers, code=code)
     print(f"{name}: archived {sum(len(t) for t in result.tables().values())} rows in {path} "
           f"({result.seconds / 60:.1f} min)", flush=True)
     return path

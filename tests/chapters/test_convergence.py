@@ -31,7 +31,7 @@ def test_claims_need_evidence():
     # two problems per r over a narrow r range: the slope's bootstrap interval includes 0
     config = cv.ConvergenceConfig(N=500, d=40, K=3, r_values=(4, 8, 16), trials=2, starts=1, seed=3)
     claims = cv.check_claims(cv.run(config, progress=False))
-    assert not claims[1].holds and "CI [-" in claims[1].statistic
+    assert claims[1].verdict == "INCONCLUSIVE" and "overlaps the boundary 0" in claims[1].statistic
 
 
 def test_claims_hold_on_a_clean_run(tiny):
@@ -50,11 +50,15 @@ def test_claims_can_fail(tiny):
     # rates that fall with r contradict the second claim
     falling = tiny.runs.copy()
     falling["rate"] = 2 - falling["rate"]
-    assert not cv.check_claims(dataclasses.replace(tiny, runs=falling))[1].holds
+    assert cv.check_claims(dataclasses.replace(tiny, runs=falling))[1].verdict == "NOT SUPPORTED"
     # a run that never reaches the fit window breaks the first
     stalled = tiny.runs.copy()
     stalled.loc[0, ["rate", "r2"]] = np.nan
-    assert not cv.check_claims(dataclasses.replace(tiny, runs=stalled))[0].holds
+    assert cv.check_claims(dataclasses.replace(tiny, runs=stalled))[0].verdict == "INCONCLUSIVE"  # budget, not data
+    # a run whose log-error is not a line contradicts the first
+    curved = tiny.runs.copy()
+    curved.loc[0, "r2"] = 0.9
+    assert cv.check_claims(dataclasses.replace(tiny, runs=curved))[0].verdict == "NOT SUPPORTED"
 
 
 def test_speedup_is_close_to_the_heavy_ball_limit(tiny):

@@ -159,3 +159,17 @@ def test_every_parameter_is_described_and_its_range_enforced(name):
         value = (bad,) + tuple(getattr(base, f.name))[1:] if str(f.type).startswith("tuple") else bad
         with pytest.raises(ValueError, match=m["item"] or f.name):
             base.replace(**{f.name: value})
+
+
+def test_configs_store_plain_values():
+    import json
+
+    import numpy as np
+
+    from winning_ticket.chapters import convergence as cv
+
+    cfg = cv.ConvergenceConfig(trials=np.int64(3), r_values=[30, np.int64(60)], lam=np.float32(0.5))
+    assert type(cfg.trials) is int and cfg.r_values == (30, 60) and type(cfg.r_values[1]) is int
+    json.dumps(dataclasses.asdict(cfg))  # provenance records must serialize
+    with pytest.raises(ValueError, match="profile"):
+        cv.ConvergenceConfig(profile="nope")

@@ -72,3 +72,36 @@ def test_load_or_run_uses_the_archive_only_for_its_config(archived, monkeypatch)
 def test_missing_archive_says_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="make reproduce CHAPTER=noise"):
         archive.load(chapters.get("noise"), tmp_path)
+
+
+def test_quick_audit_takes_the_cheapest_units(archived):
+    spec, result, root = archived
+    report = archive.audit(spec, samples=2, root=root, quick=True)
+    assert report.ok and report.checked == 2
+
+
+def test_an_incomplete_archive_fails_the_audit(archived, tmp_path):
+    spec, result, root = archived
+    part = result.runs[result.runs["trial"] != 2].reset_index(drop=True)
+    archive.save(spec, cv.ConvergenceResult(config=result.config, runs=part), root=tmp_path)
+    report = archive.audit(spec, samples=1, root=tmp_path)
+    assert not report.ok and any("holds 4 of the 6" in m for m in report.mismatches)
+
+
+def test_an_edited_table_or_task_is_caught(archived, tmp_path, monkeypatch):
+    spec, result, root = archived
+    archive.save(spec, result, root=tmp_path)
+    table = tmp_path / "convergence" / "runs.parquet"
+    frame = pd.read_parquet(table)
+    frame.loc[0, "iterations"] += 1
+    frame.to_parquet(table, index=False)
+    with pytest.raises(ValueError, match="does not match its provenance record"):
+        archive.load(spec, tmp_path)
+    monkeypatch.setattr(archive, "_source_digest", lambda fn: "edited")
+    report = archive.audit(spec, samples=1, root=root)
+    assert not report.ok and any("task function convergence_task changed" in m for m in report.mismatches)
+
+
+def test_audit_needs_a_sample():
+    with pytest.raises(ValueError, match="samples"):
+        archive.audit(chapters.get("convergence"), samples=0)

@@ -139,9 +139,37 @@ def test_sweep_names_cannot_leave_the_cache_directory(tmp_path, name):
 
 
 def test_unknown_and_unserializable_parameters_are_named():
-    with pytest.raises(ValueError, match="needs the parameter 'x'"):
+    with pytest.raises(ValueError, match="KeyError\(.x.\).*missing sweep parameter"):
         sw.run_sweep(draw_task, [dict(y=1)], 1, seed=1, name="unknown", progress=False)
     with pytest.raises(ValueError, match="sweep parameter 'x'"):
         sw.run_sweep(draw_task, [dict(x=object())], 1, seed=1, name="json", progress=False)
     with pytest.raises(ValueError, match="seed_keys"):
         sw.run_sweep(draw_task, [dict(x=1)], 1, seed=1, name="keys", seed_keys=("r",), progress=False)
+
+
+def sleepy_or_failing(params, seeds, trials):
+    """Unit x=0 fails at once; the others take a moment and succeed."""
+    import time
+
+    if params["x"] == 0:
+        raise RuntimeError("unit 0 failed")
+    time.sleep(1.0)
+    return draw_task(params, seeds, trials)
+
+
+def test_units_running_elsewhere_when_one_fails_are_kept(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool, pytest.raises(RuntimeError, match="unit 0 failed"):
+        sw.run_sweep(sleepy_or_failing, TASKS[:2], 1, seed=1, name="elsewhere", executor=pool, cache_dir=tmp_path,
+                     progress=False)
+    assert len(list(tmp_path.rglob("*.json"))) == 1  # unit 1 was running in the other process: kept
+
+
+def test_repeated_tasks_and_bad_unit_sizes_are_refused():
+    with pytest.raises(ValueError, match="appears more than once"):
+        sw.run_sweep(draw_task, [dict(x=1), dict(x=1)], 1, seed=1, name="dup", progress=False)
+    with pytest.raises(ValueError, match="trials_per_unit"):
+        sw.run_sweep(draw_task, [dict(x=1)], 2, seed=1, name="zero", trials_per_unit=0, progress=False)
+    with pytest.raises(ValueError, match="name"):
+        sw.run_sweep(draw_task, [dict(x=1)], 1, seed=1, name="ok\n", progress=False)

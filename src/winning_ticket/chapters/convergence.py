@@ -23,14 +23,15 @@ import numpy as np
 import pandas as pd
 
 from ..algorithms.agd import ITERATION_CAP, STOP_TOL, RunStatus
-from ..experiments.claims import Claim, inconclusive
+from ..experiments import rules
+from ..experiments.claims import INCONCLUSIVE, NOT_SUPPORTED, Claim, inconclusive
+from ..experiments.rules import cluster_slope
 from ..algorithms.engine import run_agd_batched
 from ..algorithms.teacher_student import initial_point, make_problem
 from ..experiments.seeding import seed_sequence
 from ..experiments.plotting import PALETTE, label_axes, sequential_colors
 from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec, SweepPlan
 from ..algorithms.rates import fit_rate
-from ..experiments.stats import bootstrap_slope
 
 AGD, GD = "AGD (β = 0.2)", "GD (β = 0)"
 R2_THRESHOLD = 0.99
@@ -197,9 +198,9 @@ def check_claims(result: ConvergenceResult) -> list[Claim]:
       log-linear fit has R² ≥ ``R2_THRESHOLD`` (0.99).  NOT SUPPORTED if a run diverged or a
       fit falls below the threshold; INCONCLUSIVE if the fitted runs pass but some runs never
       reached the window (the iteration budget decides, not the data).
-    * ``rate-grows-with-sqrt-r``: for AGD and for GD, the mean rate increases from each r to the
-      next and the bootstrap 95% CI (runs resampled within r) of the slope of ν on √r lies above 0.
-      INCONCLUSIVE when fewer than two values of r have a rate.
+    * ``rate-grows-with-sqrt-r``: for AGD and for GD, the 95% CI of the least-squares slope of ν
+      on √r, resampling problem instances, lies above 0 (SUPPORTED); below 0 for either method:
+      NOT SUPPORTED; otherwise, or with fewer than 5 instances or two values of r: INCONCLUSIVE.
     * ``agd-faster-than-gd``: at every r, ν_AGD < ν_GD in every paired run (same data, same start).
       INCONCLUSIVE when some r has no pair with both rates.
     """
@@ -223,28 +224,23 @@ def check_claims(result: ConvergenceResult) -> list[Claim]:
                        f"{len(fitted)}/{len(runs)} runs reach the fit window, {diverged} diverged"),
             rule=rule))
 
-    # 2. The rate grows with sqrt(r), for AGD and for GD.
+    # 2. The rate grows with sqrt(r), for AGD and for GD: the slope of nu on sqrt(r), with a
+    #    95% interval that resamples problem instances (every start of an instance goes together).
     statement = "The convergence rate ν increases with √r (larger r converges more slowly)."
-    rule = ("for AGD and for GD, the mean rate increases from each r to the next and the bootstrap CI "
-            "of the slope of ν on √r lies above 0")
-    parts, ok, undecided = [], True, []
+    rule = ("for AGD and for GD, the 95% CI of the least-squares slope of ν on √r (problem instances resampled) "
+            "lies above 0; NOT SUPPORTED if it lies below 0 for either; INCONCLUSIVE otherwise")
+    decisions, parts = [], []
     for method in (AGD, GD):
         m = fitted[fitted["method"] == method]
-        if m["r"].nunique() < 2:
-            undecided.append(f"{method.split()[0]}: rates at {m['r'].nunique()} value(s) of r")
-            continue
-        slope, lo, hi = bootstrap_slope(
-            m["sqrt_r"].to_numpy(), m["rate"].to_numpy(), m["r"].to_numpy(), seed=result.config.seed
-        )
-        means = m.groupby("r")["rate"].mean().to_numpy()
-        increasing = bool(np.all(np.diff(means) > 0))
-        ok &= lo > 0 and increasing
-        parts.append(f"{method.split()[0]}: slope {slope:.2e} per unit √r, 95% CI [{lo:.2e}, {hi:.2e}]")
-    if undecided:
-        claims.append(inconclusive("rate-grows-with-sqrt-r", statement, rule, "; ".join(undecided)))
-    else:
-        claims.append(Claim(name="rate-grows-with-sqrt-r", statement=statement, holds=bool(ok),
-                            statistic="; ".join(parts), rule=rule))
+        slope, lo, hi, units = cluster_slope(m["sqrt_r"], m["rate"], m["r"] * 100_000 + m["trial"],
+                                             seed=result.config.seed)
+        d = rules.above(slope, lo, hi, units, 0.0)
+        decisions.append(d)
+        parts.append(f"{method.split()[0]}: " + d.describe("slope per unit √r", ".2e"))
+    verdicts = {d.verdict for d in decisions}
+    holds = False if NOT_SUPPORTED in verdicts else (None if INCONCLUSIVE in verdicts else True)
+    claims.append(Claim(name="rate-grows-with-sqrt-r", statement=statement, holds=holds,
+                        statistic="; ".join(parts), rule=rule))
 
     # 3. AGD is faster than GD at every r (paired: same problem, same start).
     statement = "AGD converges faster than GD (smaller ν) at every r."

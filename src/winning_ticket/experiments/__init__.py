@@ -6,6 +6,8 @@
 - :mod:`~.sweep`: grids of tasks x trials on any executor, with a resumable cache.
 - :mod:`~.stats`: Wilson and bootstrap intervals.
 - :mod:`~.claims`: claims and their verdicts.
+- :mod:`~.rules`: decision rules (SUPPORTED / NOT SUPPORTED / INCONCLUSIVE from intervals).
+- :mod:`~.archive`: the evidence archive (store, load, audit).
 - :mod:`~.profiles`: the ``smoke``, ``book`` and ``paper`` profiles.
 - :mod:`~.chapter`: the chapter protocol.
 - :mod:`~.plotting`: the book's figure style.

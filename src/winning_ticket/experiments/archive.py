@@ -35,6 +35,7 @@ import pandas as pd
 
 from .. import __version__
 from .sweep import _run_unit, package_digest
+from .validation import check_int
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TIMING_COLUMNS = ("unit_seconds",)
@@ -105,12 +106,35 @@ def archivable(spec) -> bool:
     return fields <= set(spec.result.TABLES) | {"config", "seconds"}
 
 
-def save(spec, result, *, root: Path | None = None, workers: int = 1, source_digest: str | None = None) -> Path:
+def code_state(spec) -> dict:
+    """What the code is now: the algorithm digest, the chapter module's and task functions' digests, the commit.
+
+    Take it when a run starts and pass it to :func:`save`, so an edit made while a long run was
+    going is not attributed to it.
+    """
+    tasks = {}
+    if spec.sweeps is not None:
+        plans = spec.sweeps(spec.config.for_profile("smoke"))
+        tasks = {plan.fn.__qualname__: _source_digest(plan.fn) for plan in plans}
+    return {"source_digest": package_digest(), "chapter_digest": _module_digest(spec), "task_digests": tasks,
+            "git_commit": _git_commit()}
+
+
+def _source_digest(fn) -> str:
+    return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+
+
+def save(spec, result, *, root: Path | None = None, workers: int | str = 1, code: dict | None = None,
+         source_digest: str | None = None) -> Path:
     """Write ``result`` as the archived evidence run of chapter ``spec`` (atomically).
 
-    ``source_digest``: the :func:`~winning_ticket.experiments.sweep.package_digest` taken when the
-    run started (default: now), so an edit made while a long run was going is not attributed to it.
+    ``code``: :func:`code_state` taken when the run started (default: now).  ``workers``: how the
+    units were spread (a number of processes, or ``"dask"``).  An existing archive is replaced
+    only once the new one is complete; on any failure the old one is put back.
     """
+    code = dict(code or code_state(spec))
+    if source_digest is not None:
+        code["source_digest"] = source_digest
     if not archivable(spec):
         raise ValueError(f"chapter {spec.name!r}: its result holds more than tidy tables; it cannot be archived yet")
     target = archive_dir(spec.name, root)
@@ -127,23 +151,29 @@ def save(spec, result, *, root: Path | None = None, workers: int = 1, source_dig
         prov = {
             "chapter": spec.name, "profile": cfg.profile, "config": config_dict(cfg),
             "trials_per_cell": getattr(cfg, "trials", None), "tables": tables,
-            "package_version": __version__, "source_digest": source_digest or package_digest(), "chapter_digest": _module_digest(spec),
-            "git_commit": _git_commit(), "machine": machine(), "workers": workers,
+            "package_version": __version__, **code, "machine": machine(), "workers": workers,
             "wall_seconds": round(float(result.seconds), 1),
             "compute_seconds": round(float(sum(t["unit_seconds"].sum() for t in result.tables().values()
                                                if "unit_seconds" in t)), 1),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         (tmp / "provenance.json").write_text(json.dumps(prov, indent=2, ensure_ascii=False) + "\n")
-        old = target.with_name(f".{spec.name}-old")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{spec.name}-old-")) if target.exists() else None
+    try:
+        if old is not None:
+            os.replace(target, old / "archive")
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None and not target.exists():
+            os.replace(old / "archive", target)  # put the previous archive back
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return target
 
 
@@ -171,7 +201,14 @@ def load(spec, root: Path | None = None) -> Archived:
         raise FileNotFoundError(f"no archived evidence run for chapter {spec.name!r} in {d}; "
                                 f"make it with `make reproduce CHAPTER={spec.name}`")
     prov = json.loads(path.read_text())
-    tables = {name: pd.read_parquet(d / f"{name}.parquet", engine="pyarrow") for name in prov["tables"]}
+    tables = {}
+    for name, meta in prov["tables"].items():
+        table_path = d / f"{name}.parquet"
+        digest = hashlib.sha256(table_path.read_bytes()).hexdigest() if table_path.exists() else "missing"
+        if digest != meta["sha256"]:
+            raise ValueError(f"archive table {table_path} does not match its provenance record (sha256 {digest[:12]}, "
+                             f"recorded {meta['sha256'][:12]}); regenerate it with `make reproduce CHAPTER={spec.name}`")
+        tables[name] = pd.read_parquet(table_path, engine="pyarrow")
     result = spec.result(config=config_from_dict(spec, prov["config"]), seconds=prov["wall_seconds"], **tables)
     return Archived(result=result, provenance=prov)
 
@@ -208,13 +245,18 @@ class AuditReport:
     def line(self) -> str:
         """A one-line summary."""
         status = "OK" if self.ok else "FAILED"
-        why = [] if self.digest_ok else ["the algorithm code changed since the archive was made (source digest differs); "
-                                         f"regenerate it with `make reproduce CHAPTER={self.chapter}`"]
-        return (f"{self.chapter}: {status}: {self.checked} archived runs re-executed, {len(self.mismatches)} differ"
-                f" ({self.seconds:.0f} s)" + ("; " + "; ".join(why + self.mismatches[:3]) if not self.ok else ""))
+        fix = [] if self.ok else [f"regenerate it with `make reproduce CHAPTER={self.chapter}`"]
+        return (f"{self.chapter}: {status}: {self.checked} archived units re-executed"
+                f" ({self.seconds:.0f} s)" + ("; " + "; ".join(self.mismatches[:4] + fix) if not self.ok else ""))
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
 
 
 def _same(a, b) -> bool:
+    if _missing(a) or _missing(b):
+        return _missing(a) and _missing(b)  # Parquet stores a missing number as null, read back as NaN or None
     if isinstance(a, (list, tuple, np.ndarray)) or isinstance(b, (list, tuple, np.ndarray)):
         if a is None or b is None:
             return a is None and b is None
@@ -224,43 +266,81 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None) -> AuditReport:
-    """Re-execute ``samples`` archived units of work (a seeded sample, at least one per task) and compare exactly.
+def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quick: bool = False) -> AuditReport:
+    """Re-execute archived units of work and compare them exactly; check the archive is whole and current.
 
-    Exact equality is required: the engine is deterministic for a fixed unit of work (same
-    batch, same thread count), and a unit is re-executed exactly as it was archived.
+    * ``samples`` units per chapter: a seeded sample with at least one unit per task;
+      ``quick=True`` (the audit of ``make test``) takes the ``samples`` units that took the least
+      time when archived instead, with no minimum per task.
+    * Each unit is re-executed exactly as it was archived (the same trials in one batch, one
+      engine thread, on the archive's device type) and must equal its rows bit for bit.
+    * The archive must hold every (task, trial) of its config's sweeps, no more; the algorithm
+      code (:func:`~winning_ticket.experiments.sweep.package_digest`) and each task function must
+      be the code that produced it.
     """
+    samples = check_int("samples", samples, 1)
     start = time.perf_counter()
     arch = load(spec, root)
     prov, result = arch.provenance, arch.result
-    digest_ok = prov["source_digest"] == package_digest()
-    plans = spec.sweeps(result.config)
+    problems = []
+    if prov["source_digest"] != package_digest():
+        problems.append("the algorithm code changed since the archive was made (source digest differs)")
     mismatches, checked = [], 0
     rng = np.random.default_rng(seed)
-    for plan in plans:
-        table = result.tables()[plan.table]
-        units = table.groupby(["task_key", "trial"]).size().index.to_list()
-        keyed = {int(k): t for t in plan.tasks for k in [_task_key(t)]}
-        by_task = {}
-        for k, t in units:
-            by_task.setdefault(int(k), []).append(int(t))
-        chosen = [(k, ts[rng.integers(len(ts))]) for k, ts in sorted(by_task.items())]
-        extra = max(0, samples - len(chosen))
-        pool = [(int(k), int(t)) for k, t in units if (int(k), int(t)) not in chosen]
-        chosen += [pool[i] for i in rng.choice(len(pool), size=min(extra, len(pool)), replace=False)]
-        for k, trial in chosen:
-            rows = _run_unit(plan.fn, keyed[k], plan.seed, [trial], plan.seed_keys)
-            old = table[(table["task_key"] == k) & (table["trial"] == trial)].to_dict("records")
-            checked += 1
-            if len(rows) != len(old):
-                mismatches.append(f"task {k} trial {trial}: {len(rows)} rows, archived {len(old)}")
+    device = prov.get("machine", {}).get("device", "cpu").split(":")[0]
+    old_device = os.environ.get("WT_DEVICE")
+    os.environ["WT_DEVICE"] = device
+    try:
+        for plan in spec.sweeps(result.config):
+            recorded = prov.get("task_digests", {}).get(plan.fn.__qualname__)
+            if recorded is not None and recorded != _source_digest(plan.fn):
+                problems.append(f"task function {plan.fn.__qualname__} changed since the archive was made")
+            table = result.tables()[plan.table]
+            keyed = {_task_key(t): t for t in plan.tasks}
+            expected = {(k, t) for k in keyed for t in range(plan.trials)}
+            have = {(int(k), int(t)) for k, t in table.groupby(["task_key", "trial"]).size().index}
+            if have != expected:
+                problems.append(f"table {plan.table!r} holds {len(have & expected)} of the {len(expected)} (task, trial) "
+                                f"units of its config and {len(have - expected)} others")
+            per = plan.trials_per_unit or plan.trials
+            units = sorted(have & expected)
+            if not units:
                 continue
-            for new_row, old_row in zip(rows, old):
-                bad = [c for c in old_row if c not in TIMING_COLUMNS and not _same(new_row.get(c), old_row[c])]
-                if bad:
-                    mismatches.append(f"task {k} trial {trial}: {', '.join(bad)} differ")
-                    break
-    return AuditReport(spec.name, checked, mismatches, digest_ok, time.perf_counter() - start)
+            if quick:
+                cost = table.groupby(["task_key", "trial"])["unit_seconds"].sum().sort_values(kind="stable")
+                chosen = [(int(k), int(t)) for k, t in cost.index if (int(k), int(t)) in expected][:samples]
+            else:
+                by_task: dict[int, list[int]] = {}
+                for k, t in units:
+                    by_task.setdefault(k, []).append(t)
+                chosen = [(k, ts[rng.integers(len(ts))]) for k, ts in sorted(by_task.items())]
+                pool = [u for u in units if u not in chosen]
+                extra = max(0, samples - len(chosen))
+                chosen += [pool[i] for i in rng.choice(len(pool), size=min(extra, len(pool)), replace=False)]
+            done = set()
+            for k, trial in chosen:
+                lo = trial - trial % per
+                group = list(range(lo, min(plan.trials, lo + per)))  # the unit as it was run
+                if (k, lo) in done:
+                    continue
+                done.add((k, lo))
+                rows = _run_unit(plan.fn, keyed[k], plan.seed, group, plan.seed_keys)
+                old = table[(table["task_key"] == k) & table["trial"].isin(group)].to_dict("records")
+                checked += 1
+                if len(rows) != len(old):
+                    mismatches.append(f"task {k} trials {group[0]}-{group[-1]}: {len(rows)} rows, archived {len(old)}")
+                    continue
+                for new_row, old_row in zip(rows, old):
+                    bad = [c for c in old_row if c not in TIMING_COLUMNS and not _same(new_row.get(c), old_row[c])]
+                    if bad:
+                        mismatches.append(f"task {k} trial {new_row.get('trial')}: {', '.join(bad)} differ")
+                        break
+    finally:
+        if old_device is None:
+            os.environ.pop("WT_DEVICE", None)
+        else:
+            os.environ["WT_DEVICE"] = old_device
+    return AuditReport(spec.name, checked, mismatches + problems, not problems, time.perf_counter() - start)
 
 
 def _task_key(params) -> int:

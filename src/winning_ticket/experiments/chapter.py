@@ -60,9 +60,14 @@ class ChapterConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Checks between fields (each field's own range is checked from its :func:`param`)."""
+        """Checks between fields (each field's own range is checked from its :func:`~winning_ticket.experiments.chapter.param`)."""
 
     def _check_params(self) -> None:
+        """Check every :func:`param` field and store it normalized (plain ``int``/``float``, tuples)."""
+        from .profiles import PROFILES
+
+        if self.profile not in PROFILES + ("custom",):
+            raise ValueError(f"profile = {self.profile!r}; allowed: {', '.join(PROFILES + ('custom',))}")
         for f in dataclasses.fields(self):
             m = f.metadata
             if "doc" not in m:
@@ -72,22 +77,30 @@ class ChapterConfig:
                 if value not in m["choices"]:
                     raise ValueError(f"{f.name} = {value!r}; allowed: {', '.join(map(repr, m['choices']))}")
                 continue
-            many = str(f.type).startswith("tuple")
-            values = value if many else (value,)
+            kind = str(f.type).replace(" ", "")
+            many = kind.startswith("tuple[")
+            is_int = kind in ("int", "tuple[int,...]")
+            if many and isinstance(value, list):
+                value = tuple(value)
             if many and (not isinstance(value, tuple) or len(value) < m["min_len"]):
-                raise ValueError(f"{f.name} needs at least {m['min_len']} value{'s' if m['min_len'] > 1 else ''}, got {value!r}")
+                raise ValueError(f"{f.name} needs a tuple of at least {m['min_len']} value{'s' if m['min_len'] > 1 else ''}, "
+                                 f"got {value!r}")
             low = getattr(self, m["low"]) if isinstance(m["low"], str) else m["low"]
             high = getattr(self, m["high"]) if isinstance(m["high"], str) else m["high"]
             name = m["item"] or f.name
-            for v in values:
-                if "int" in str(f.type):
-                    check_int(name, v, low if low is not None else -(2**63), high)
+            out = []
+            for v in (value if many else (value,)):
+                if is_int:
+                    lo = -(2**63) if low is None else int(low) + (1 if m["low_open"] else 0)
+                    hi = None if high is None else int(high) - (1 if m["high_open"] else 0)
+                    out.append(check_int(name, v, lo, hi))
                 else:
-                    check_real(name, v, low, high, low_open=m["low_open"], high_open=m["high_open"])
+                    out.append(check_real(name, v, low, high, low_open=m["low_open"], high_open=m["high_open"]))
+            object.__setattr__(self, f.name, tuple(out) if many else out[0])
 
     @classmethod
     def describe(cls) -> pd.DataFrame:
-        """Every parameter with its meaning and allowed values (from the :func:`param` declarations)."""
+        """Every parameter with its meaning and allowed values (from the :func:`~winning_ticket.experiments.chapter.param` declarations)."""
         rows = {}
         for f in dataclasses.fields(cls):
             m = f.metadata

@@ -26,7 +26,7 @@ import re
 import tempfile
 import time
 import warnings
-from concurrent.futures import Executor, Future, as_completed
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -94,7 +94,7 @@ def trial_seed(params: Mapping[str, Any], seed: int, trial: int, seed_keys: Sequ
     missing = [k for k in seed_keys if k not in params]
     if missing:
         raise ValueError(f"seed_keys {missing} are not parameters of the task; it has: {', '.join(sorted(params))}")
-    return seed_sequence(seed, *(params[k] for k in seed_keys), trial)
+    return seed_sequence(seed, *(check_int(f"seed key {k}", params[k], 0) for k in seed_keys), trial)
 
 
 def _run_unit(fn: TaskFn, params: Mapping[str, Any], seed: int, trials: list[int],
@@ -105,19 +105,26 @@ def _run_unit(fn: TaskFn, params: Mapping[str, Any], seed: int, trials: list[int
         rows = fn(params, seeds, trials)
     except KeyError as exc:
         if exc.args and isinstance(exc.args[0], str) and exc.args[0] not in params:
-            raise ValueError(f"task {fn.__qualname__} needs the parameter {exc.args[0]!r}; the task has: "
-                             f"{', '.join(sorted(params))}") from exc
+            raise ValueError(f"task {fn.__qualname__} raised KeyError({exc.args[0]!r}), which is not one of its "
+                             f"parameters ({', '.join(sorted(params))}): a missing sweep parameter?") from exc
         raise
     key = task_key(params)
     seconds = (time.perf_counter() - start) / max(1, len(rows))
     return [{**row, "task_key": key, "seed": seed, "unit_seconds": seconds} for row in rows]
 
 
+def _json_value(o):
+    """numpy scalars and arrays (and torch tensors) as plain JSON values; anything else is an error."""
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"a task returned a value of type {type(o).__name__} that cannot be cached: {o!r:.80}")
+
+
 def _write_atomic(path: Path, rows: list[dict]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(rows, fh, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+            json.dump(rows, fh, default=_json_value)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -135,7 +142,7 @@ class SweepResult:
     cache_path: Path | None
 
 
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def run_sweep(
@@ -165,13 +172,15 @@ def run_sweep(
     """
     if not tasks:
         raise ValueError("tasks must not be empty")
-    if not isinstance(name, str) or not _NAME_OK.match(name):
+    if not isinstance(name, str) or not _NAME_OK.fullmatch(name):
         raise ValueError(f"name = {name!r}: a sweep name is letters, digits, '.', '_' and '-', not starting with '.'")
     trials = check_int("trials", trials, 1)
-    per = check_int("trials_per_unit", trials_per_unit or trials, 1)
+    per = trials if trials_per_unit is None else check_int("trials_per_unit", trials_per_unit, 1)
     seed = check_int("seed", seed, 0)
-    for t in tasks:
-        _canonical(t)  # every parameter must be JSON-serializable (it names the task and its seeds)
+    keys = [task_key(t) for t in tasks]  # every parameter must be JSON-serializable (it names the task and its seeds)
+    if len(set(keys)) != len(keys):
+        dup = next(t for t, k in zip(tasks, keys) if keys.count(k) > 1)
+        raise ValueError(f"tasks must be distinct; {dict(dup)} appears more than once (a repeated grid value?)")
     executor = executor or InlineExecutor()
     units = [(i, list(range(lo, min(trials, lo + per)))) for i in range(len(tasks)) for lo in range(0, trials, per)]
 
@@ -199,6 +208,7 @@ def run_sweep(
             nonlocal error, computed
             u, path = pending.pop(future)
             if future.cancelled():
+                error = error or CancelledError(f"unit {u} of sweep {name!r} was cancelled by its executor")
                 return
             if future.exception() is not None:
                 error = error or future.exception()
@@ -228,15 +238,23 @@ def run_sweep(
                 if error is not None:
                     break
             while pending and error is None:
-                finish(next(as_completed(list(pending))))
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for f in done:
+                    finish(f)
         except BaseException as exc:  # Ctrl-C, or an executor that refuses work: keep what finished
             error = error or exc
         if error is not None:
+            interrupted = isinstance(error, KeyboardInterrupt)
             for f in list(pending):
-                if f.done():
-                    finish(f)
-                else:
-                    f.cancel()
+                f.cancel()  # queued units never start
+            for f in list(pending):
+                if not (f.done() or interrupted):
+                    wait([f])  # a unit already running elsewhere: keep its result
+                if f.done() and not f.cancelled():
+                    try:
+                        finish(f)
+                    except Exception:  # noqa: BLE001 - keep saving the others; the first error is raised
+                        pass
             raise error
     rows = [row for u in range(len(units)) for row in results[u]]
     return SweepResult(
@@ -259,7 +277,7 @@ def _read_unit(path: Path, params: Mapping[str, Any], trials: list[int]) -> list
         if ok:
             return rows
         why = "does not hold exactly this unit's trials"
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError) as exc:
         why = f"cannot be read ({type(exc).__name__}: {exc})"
     warnings.warn(f"sweep cache file {path} {why}; recomputing it", RuntimeWarning, stacklevel=3)
     return None
