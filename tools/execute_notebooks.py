@@ -32,4 +32,4 @@ if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     for arg in sys.argv[1:]:
-        print(f"{arg}: {execute(Path(arg)):.0f} s (profile {os.environ.get('WT_PROFILE', 'book')})", flush=True)
+        print(f"{arg}: {execute(Path(arg)):.0f} s (WT_PROFILE={os.environ.get('WT_PROFILE') or 'unset: archived chapters read results/, the others run book'})", flush=True)

@@ -219,3 +219,22 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     two = run_agd_batched(probs, W0, 0.5, 0.2, max_iter=200, progress=False)
     np.testing.assert_array_equal(one.iterations, two.iterations)
     np.testing.assert_allclose(one.W, two.W, rtol=1e-12, atol=1e-15)
+
+
+def test_zero_padded_problems_follow_the_unpadded_runs():
+    """Problems of different N in one batch (zero samples appended, steps rescaled) run as they do alone."""
+    from winning_ticket.algorithms.batching import pad_samples
+
+    probs = [make_problem(N, 24, 3, 6, 0.0, seed_sequence(31, i)) for i, N in enumerate((120, 250, 400))]
+    W0 = _starts(probs, 2)
+    padded, factor = pad_samples(probs)
+    assert all(p.N == 400 for p in padded) and np.allclose(factor, [400 / 120, 400 / 250, 1.0])
+    assert all(np.array_equal(p.X[: q.N], q.X) and not p.X[q.N:].any() for p, q in zip(padded, probs))
+    both = run_agd_batched(padded, W0, 0.5 * np.outer(factor, [1.0, 1.0]), [0.2, 0.0], max_iter=3000, progress=False)
+    for b, p in enumerate(probs):
+        alone = run_agd_batched([p], W0[b : b + 1], 0.5, [0.2, 0.0], max_iter=3000, progress=False)
+        np.testing.assert_array_equal(both.status[b], alone.status[0])
+        np.testing.assert_array_equal(both.iterations[b], alone.iterations[0])
+        np.testing.assert_allclose(both.W[b], alone.W[0], rtol=1e-9, atol=1e-13)
+    with pytest.raises(ValueError, match="N"):
+        pad_samples(probs, N=100)

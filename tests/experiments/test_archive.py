@@ -46,7 +46,7 @@ def test_audit_reexecutes_runs_exactly(archived):
 
 def test_audit_fails_after_a_change_to_the_algorithms(archived, monkeypatch):
     spec, _, root = archived
-    monkeypatch.setattr(archive, "package_digest", lambda: "changed")
+    monkeypatch.setattr(archive, "package_digest", lambda *modules: "changed")
     report = archive.audit(spec, samples=1, root=root)
     assert not report.ok and "convergence: FAILED" in report.line() and "make reproduce CHAPTER=convergence" in report.line()
 
@@ -105,3 +105,12 @@ def test_an_edited_table_or_task_is_caught(archived, tmp_path, monkeypatch):
 def test_audit_needs_a_sample():
     with pytest.raises(ValueError, match="samples"):
         archive.audit(chapters.get("convergence"), samples=0)
+
+
+def test_a_chapter_depends_only_on_the_algorithms_it_imports():
+    conv = archive.chapter_algorithms(chapters.get("convergence"))
+    assert {"agd", "engine", "teacher_student", "rates"} <= set(conv) and "matrix_sensing" not in conv
+    assert archive.chapter_algorithms(chapters.get("greedy_pruning")) == ["matrix_sensing"]
+    from winning_ticket.experiments.sweep import package_digest
+
+    assert package_digest(conv) != package_digest(conv[:-1]) != package_digest()

@@ -185,6 +185,8 @@ def fine_tune(problem: SensingProblem, U: np.ndarray, keep: np.ndarray, eta: flo
     (:math:`\\|UU^\\top - M^*\\|_F`, :math:`\\|\\nabla L(U)\\|_F`) every ``record_every`` steps.
     """
     M = problem.M_star
+    if not np.any(keep):  # every column pruned: nothing to fine-tune, the model is U = 0
+        return GDResult(np.zeros_like(U), 0, "nothing_kept", [])
     sub = gradient_descent(problem.gradient, U[:, keep], eta, steps,
                            record=lambda V: (float(np.linalg.norm(V @ V.T - M)), float(np.linalg.norm(problem.gradient(V)))),
                            record_every=record_every)
@@ -232,7 +234,8 @@ def greedy_pruning(problem: SensingProblem, k: int, lam: float, beta: float, *, 
     pruned = np.where(keep[None], trained.U, 0.0)
     tuned = fine_tune(problem, trained.U, keep, eta, fine_tune_steps, record_every)
     err = lambda U: float(np.linalg.norm(U @ U.T - M))  # noqa: E731
-    status = "diverged" if "diverged" in (trained.status, tuned.status) else "done"
+    status = ("diverged" if "diverged" in (trained.status, tuned.status)
+              else "nothing_kept" if tuned.status == "nothing_kept" else "done")
     return PipelineResult(kept=int(keep.sum()), error_after_train=err(trained.U), error_after_prune=err(pruned),
                           error_after_fine_tune=err(tuned.U), train_loss=problem.loss(tuned.U), status=status,
                           fine_tune_history=tuned.history, U=tuned.U)

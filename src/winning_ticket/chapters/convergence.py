@@ -280,8 +280,11 @@ def plot_figure3(result: ConvergenceResult):
     for color, marker, method in ((PALETTE[0], "o", AGD), (PALETTE[1], "s", GD)):
         m = runs[runs["method"] == method]
         ax_b.scatter(m["sqrt_r"], m["rate"], color=color, alpha=0.35, s=14, marker=marker, linewidths=0)
-        mean = m.groupby("sqrt_r")["rate"].mean()
-        ax_b.plot(mean.index, mean.to_numpy(), color=color, marker=marker, label=f"{method}, mean")
+        stats = [rules.mean_interval(g.to_numpy()) for _, g in m.groupby("sqrt_r")["rate"]]
+        x = np.array(sorted(m["sqrt_r"].unique()))
+        mean, lo, hi = (np.array(v) for v in zip(*stats)) if stats else (np.array([]),) * 3
+        ax_b.errorbar(x, mean, yerr=np.nan_to_num([mean - lo, hi - mean]), color=color, marker=marker, capsize=3,
+                      label=f"{method}, mean and 95% CI")
     label_axes(ax_b, r"$\sqrt{r}$", r"convergence rate $\nu$ (per iteration)", "(b) rate against √r (dots: single runs)", legend=True)
     return fig
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..experiments.validation import check_int
-from ..experiments.claims import Claim
+from ..experiments.claims import Claim, inconclusive
 from ..algorithms.matrix_sensing import (column_norm_profile, gradient_descent, greedy_pruning, group_lasso, ground_truth,
                              make_sensing_problem, population_gradient, population_loss)
 from ..experiments.seeding import numpy_rng, seed_sequence
@@ -197,10 +197,16 @@ def check_claims(result: GreedyResult) -> list[Claim]:
     * ``fine-tuning-converges-linearly``: R² ≥ 0.95 of a log-linear fit for every run.
     * ``quadratic-network-pruned-generalizes``: in every trial r neurons survive and the pruned
       network has the smaller test MSE.
+
+    When a run pruned every column (λ too large), the claims about the fine-tuned model are
+    INCONCLUSIVE with that reason, and ``prune-keeps-exactly-r`` is NOT SUPPORTED.
     """
     c = result.config
     f1 = figure1_counts(result)
     runs, quad = result.runs, result.quad
+    empty = int((runs["kept"] == 0).sum() + (quad["kept"] == 0).sum())
+    if empty:
+        return _claims_when_everything_was_pruned(result, f1, empty)
     slopes = rate_fit(result)
     s = pipeline_summary(result)
     worse = (s["unpruned"] > s["after fine-tune"]) & (s["train MSE, unpruned"] < s["train MSE, pruned"])
@@ -257,6 +263,40 @@ def check_claims(result: GreedyResult) -> list[Claim]:
             rule="in every trial r neurons survive and the pruned test MSE is the smaller",
         ),
     ]
+
+
+def _claims_when_everything_was_pruned(result: GreedyResult, f1: pd.DataFrame, empty: int) -> list[Claim]:
+    """Runs that pruned every column leave nothing to fine-tune: the claims about the fine-tuned
+    model cannot be decided (INCONCLUSIVE); keeping r columns failed (NOT SUPPORTED)."""
+    c = result.config
+    runs, quad = result.runs, result.quad
+    reason = (f"{empty} run(s) pruned every column (λ = {c.lam:g} is too large for the threshold 2√β = {c.tau:.2g}); "
+              "nothing is left to fine-tune")
+    kept = sorted(set(runs["kept"]) | set(quad["kept"]))
+    claims = [
+        Claim(name="regularizer-separates-columns",
+              statement="With the group-Lasso penalty only r columns stay non-negligible; without it many columns "
+                        "are comparable to the largest (paper Fig. 1).",
+              holds=bool(f1.loc["with group Lasso", "columns above 2√β"] == c.fig_r
+                         and f1.loc["without regularizer", "columns ≥ 0.5 × largest"] >= 0.2 * c.fig_d),
+              statistic=f"with: {f1.loc['with group Lasso', 'columns above 2√β']} of {c.fig_d} columns above 2√β",
+              rule="exactly r columns above the threshold with the penalty, at least 20% of columns at half the largest without"),
+        Claim(name="prune-keeps-exactly-r",
+              statement="After pruning exactly r columns survive (matrix sensing and the quadratic network).",
+              holds=False, statistic=f"kept columns over all runs: {kept}", rule="every run keeps r columns and none diverged"),
+    ]
+    for name, statement, rule in (
+        ("error-rate-sqrt-rd-over-n", "Fine-tuning reaches an error that scales like sqrt(r d / n).",
+         "the slope lies in [-0.7, -0.3] (theory: -1/2)"),
+        ("unpruned-fits-better-generalizes-worse", "The unpruned, unregularized model has the lower training error "
+         "and the higher generalization error.", "both hold at every n"),
+        ("fine-tuning-converges-linearly", "Fine-tuning converges linearly (log gradient norm falls on a line).",
+         "R² ≥ 0.95 for every run"),
+        ("quadratic-network-pruned-generalizes", "For the quadratic-activation network the pruned, fine-tuned model "
+         "keeps r neurons and has the lower test error.", "in every trial r neurons survive and the pruned test MSE is the smaller"),
+    ):
+        claims.append(inconclusive(name, statement, rule, reason))
+    return claims
 
 
 def plot_figure1(result: GreedyResult):

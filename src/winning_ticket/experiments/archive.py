@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from .sweep import _run_unit, package_digest
+from .sweep import _run_unit, algorithm_modules, package_digest
 from .validation import check_int
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -116,8 +116,14 @@ def code_state(spec) -> dict:
     if spec.sweeps is not None:
         plans = spec.sweeps(spec.config.for_profile("smoke"))
         tasks = {plan.fn.__qualname__: _source_digest(plan.fn) for plan in plans}
-    return {"source_digest": package_digest(), "chapter_digest": _module_digest(spec), "task_digests": tasks,
-            "git_commit": _git_commit()}
+    modules = chapter_algorithms(spec)
+    return {"source_digest": package_digest(modules), "algorithm_modules": modules,
+            "chapter_digest": _module_digest(spec), "task_digests": tasks, "git_commit": _git_commit()}
+
+
+def chapter_algorithms(spec) -> list[str]:
+    """The algorithm modules a chapter's computations depend on (its source digest covers these and seeding)."""
+    return algorithm_modules(inspect.getsourcefile(inspect.getmodule(spec.run)))
 
 
 def _source_digest(fn) -> str:
@@ -187,10 +193,12 @@ class Archived:
     def caption(self) -> str:
         """One line for under a figure: where the numbers come from."""
         p, m = self.provenance, self.provenance["machine"]
-        where = m["gpu"] or f"{m['cpu']} ({p['workers']} worker{'s' if p['workers'] != 1 else ''} x {m['engine_threads']} thread)"
+        workers = p["workers"]
+        where = m["gpu"] or (f"{m['cpu']}, {workers} worker process{'es' if workers != 1 else ''} x {m['engine_threads']} "
+                             f"thread" if isinstance(workers, int) else f"{m['cpu']}, a Dask cluster")
         trials = f", {p['trials_per_cell']} trials per cell" if p.get("trials_per_cell") else ""
-        return (f"Archived evidence run: profile '{p['profile']}'{trials}; {where}; "
-                f"{p['compute_seconds'] / 60:.1f} min of computation, on {p['date'][:10]}; commit {p['git_commit'][:10]}.")
+        return (f"Archived evidence run: profile '{p['profile']}'{trials}; {where}; {p['wall_seconds'] / 60:.0f} min "
+                f"({p['compute_seconds'] / 60:.0f} min of computation) on {p['date'][:10]}; commit {p['git_commit'][:7]}.")
 
 
 def load(spec, root: Path | None = None) -> Archived:
@@ -283,8 +291,10 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
     arch = load(spec, root)
     prov, result = arch.provenance, arch.result
     problems = []
-    if prov["source_digest"] != package_digest():
-        problems.append("the algorithm code changed since the archive was made (source digest differs)")
+    modules = chapter_algorithms(spec)
+    if prov["source_digest"] != package_digest(modules):
+        problems.append(f"the algorithm code it depends on ({', '.join(modules)}, seeding) changed since the archive "
+                        "was made (source digest differs)")
     mismatches, checked = [], 0
     rng = np.random.default_rng(seed)
     device = prov.get("machine", {}).get("device", "cpu").split(":")[0]

@@ -283,18 +283,59 @@ def _read_unit(path: Path, params: Mapping[str, Any], trials: list[int]) -> list
     return None
 
 
-CODE_PACKAGES = ("algorithms",)
-"""The parts of the package whose source is part of every cached result's key."""
+_ROOT = Path(__file__).resolve().parents[1]
 
 
-def package_digest() -> str:
-    """Digest of the algorithm layer's source and of the seeding module (what computes every number)."""
-    root = Path(__file__).resolve().parents[1]
-    files = sorted(p for pkg in CODE_PACKAGES for p in (root / pkg).glob("*.py")) + [root / "experiments" / "seeding.py"]
+def _imported_algorithms(path: Path) -> set[str]:
+    """The algorithm modules a source file imports directly (``..algorithms.x``, ``.x`` inside algorithms/)."""
+    import ast
+
+    found = set()
+    inside = path.parent.name == "algorithms"
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        parts = (node.module or "").split(".")
+        if node.level == 0 and parts[:2] == ["winning_ticket", "algorithms"]:
+            parts, level = parts[1:], 2  # the absolute form of ..algorithms
+        else:
+            level = node.level
+        if level == 2 and parts[0] == "algorithms":
+            found.update([parts[1]] if len(parts) > 1 else [a.name for a in node.names])
+        elif level == 1 and inside and parts[0]:
+            found.add(parts[0])
+        elif level == 1 and inside:
+            found.update(a.name for a in node.names)
+    return {m for m in found if (_ROOT / "algorithms" / f"{m}.py").exists()}
+
+
+def algorithm_modules(source: Path | str) -> list[str]:
+    """Every algorithm module a source file depends on, directly or through other algorithm modules."""
+    todo, seen = list(_imported_algorithms(Path(source))), set()
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(_imported_algorithms(_ROOT / "algorithms" / f"{m}.py"))
+    return sorted(seen)
+
+
+def package_digest(modules: Sequence[str] | None = None) -> str:
+    """Digest of the algorithm code that computes the numbers: the given algorithm modules (default:
+    all of them) and the seeding module."""
+    names = sorted(modules) if modules is not None else sorted(p.stem for p in (_ROOT / "algorithms").glob("*.py"))
+    files = [_ROOT / "algorithms" / f"{m}.py" for m in names] + [_ROOT / "experiments" / "seeding.py"]
     h = hashlib.sha256()
     for p in files:
-        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+        h.update(p.relative_to(_ROOT).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def source_file(fn: Callable) -> Path | None:
+    """The source file of a function's module, or ``None`` (a notebook cell, a builtin)."""
+    module = inspect.getmodule(fn)
+    path = getattr(module, "__file__", None)
+    return Path(path) if path else None
 
 
 def code_digest(fn: Callable) -> str:
@@ -316,7 +357,9 @@ def code_digest(fn: Callable) -> str:
     if not source:
         raise ValueError(f"cannot read the source of task {getattr(fn, '__qualname__', fn)!r}; "
                          "it cannot be cached (pass cache_dir=None, or define it in a module)")
-    return hashlib.sha256((source + package_digest()).encode()).hexdigest()[:16]
+    path = source_file(fn)
+    deps = package_digest(algorithm_modules(path)) if path is not None else package_digest()
+    return hashlib.sha256((source + deps).encode()).hexdigest()[:16]
 
 
 def success_summary(runs: pd.DataFrame, by: Sequence[str], success: str = "success") -> pd.DataFrame:
