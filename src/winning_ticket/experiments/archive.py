@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from .sweep import _run_unit, algorithm_modules, package_digest
+from .sweep import _run_unit, algorithm_modules, package_digest, task_key
 from .validation import check_int
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -306,7 +306,7 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
             if recorded is not None and recorded != _source_digest(plan.fn):
                 problems.append(f"task function {plan.fn.__qualname__} changed since the archive was made")
             table = result.tables()[plan.table]
-            keyed = {_task_key(t): t for t in plan.tasks}
+            keyed = {task_key(t): t for t in plan.tasks}
             expected = {(k, t) for k in keyed for t in range(plan.trials)}
             have = {(int(k), int(t)) for k, t in table.groupby(["task_key", "trial"]).size().index}
             if have != expected:
@@ -351,9 +351,3 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
         else:
             os.environ["WT_DEVICE"] = old_device
     return AuditReport(spec.name, checked, mismatches + problems, not problems, time.perf_counter() - start)
-
-
-def _task_key(params) -> int:
-    from .sweep import task_key
-
-    return task_key(params)

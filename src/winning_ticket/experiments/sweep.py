@@ -18,6 +18,7 @@ runs a group of trials of one task and returns one row (a dict) per run.  The sw
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import json
@@ -288,8 +289,6 @@ _ROOT = Path(__file__).resolve().parents[1]
 
 def _imported_algorithms(path: Path) -> set[str]:
     """The algorithm modules a source file imports directly (``..algorithms.x``, ``.x`` inside algorithms/)."""
-    import ast
-
     found = set()
     inside = path.parent.name == "algorithms"
     for node in ast.walk(ast.parse(path.read_text())):
