@@ -35,12 +35,11 @@ from ..algorithms.engine import run_agd_batched
 from ..algorithms.teacher_student import Problem, make_problem, starts_along
 from ..algorithms.tensor_init import TensorInitWarning, step_errors, tensor_initialization
 from ..experiments import rules
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec, param
+from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec, SweepPlan, param
 from ..experiments.claims import Claim, inconclusive
 from ..experiments.plotting import PALETTE, label_axes
 from ..experiments.seeding import numpy_rng, seed_sequence
 from ..experiments.stats import wilson_interval
-from ..experiments.sweep import run_sweep
 
 STARTS = ("tensor", "random", "lambda=0.5")
 VARIANTS = {
@@ -176,21 +175,28 @@ class InitResult(ChapterResult):
     agd: pd.DataFrame
 
 
+def sweeps(config: InitConfig) -> list[SweepPlan]:
+    """The four sweeps of a configuration (error against N and r, the grid, AGD), one result table each."""
+    c = config
+    return [
+        SweepPlan(f"init-n-{c.profile}", error_task, tuple(dict(K=c.K, r=c.r, N=N) for N in c.N_values), c.trials,
+                  c.seed, trials_per_unit=5, table="by_n"),
+        SweepPlan(f"init-r-{c.profile}", error_task, tuple(dict(K=c.K, r=r, N=c.N_r) for r in c.r_values), c.trials,
+                  c.seed, trials_per_unit=5, table="by_r"),
+        SweepPlan(f"init-grid-{c.profile}", grid_task,
+                  tuple(dict(K=K, r=r, N=c.N_r, supports=sp, d=c.d_overlap) for K, r, sp in GRID), c.trials, c.seed,
+                  trials_per_unit=5, table="grid"),
+        SweepPlan(f"init-agd-{c.profile}", agd_task,
+                  (dict(K=c.K_agd, r=c.r_agd, d=c.d_agd, N_init=c.N_init, N_agd=c.N_agd, eta=c.eta, beta=c.beta),),
+                  c.agd_trials, c.seed, trials_per_unit=10, table="agd"),
+    ]
+
+
 def run(config: InitConfig, *, executor: Executor | None = None, cache_dir=None, progress: bool | None = None) -> InitResult:
     """Run the four sweeps: error against N, against r, over the (K, r) grid, and AGD from three starts."""
-    c = config
-    kw = dict(seed=c.seed, executor=executor, cache_dir=cache_dir, progress=progress)
-    by_n = run_sweep(error_task, [dict(K=c.K, r=c.r, N=N) for N in c.N_values], c.trials,
-                     name=f"init-n-{c.profile}", **kw)
-    by_r = run_sweep(error_task, [dict(K=c.K, r=r, N=c.N_r) for r in c.r_values], c.trials,
-                     name=f"init-r-{c.profile}", **kw)
-    grid = run_sweep(grid_task, [dict(K=K, r=r, N=c.N_r, supports=s, d=c.d_overlap) for K, r, s in GRID], c.trials,
-                     name=f"init-grid-{c.profile}", **kw)
-    agd = run_sweep(agd_task, [dict(K=c.K_agd, r=c.r_agd, d=c.d_agd, N_init=c.N_init, N_agd=c.N_agd, eta=c.eta,
-                                    beta=c.beta)], c.agd_trials, name=f"init-agd-{c.profile}",
-                    trials_per_unit=max(1, min(c.agd_trials, 10)), **kw)
-    return InitResult(config=c, by_n=by_n.runs, by_r=by_r.runs, grid=grid.runs, agd=agd.runs,
-                      seconds=by_n.seconds + by_r.seconds + grid.seconds + agd.seconds)
+    done = {plan.table: plan.run(executor=executor, cache_dir=cache_dir, progress=progress) for plan in sweeps(config)}
+    return InitResult(config=config, seconds=sum(r.seconds for r in done.values()),
+                      **{name: r.runs for name, r in done.items()})
 
 
 def _quartiles(df: pd.DataFrame, by: str, column: str = "init_error") -> pd.DataFrame:
@@ -376,4 +382,4 @@ def plot_initialization(result: InitResult):
 
 
 CHAPTER = ChapterSpec("initialization", "Initialization: the tensor method of Lemma 1", InitConfig, InitResult, run,
-                      check_claims, {"Lemma 1": plot_initialization})
+                      check_claims, {"Lemma 1": plot_initialization}, sweeps=sweeps)
