@@ -342,7 +342,8 @@ def plot_initialization(result: InitResult):
     ax_a.plot(s.index, ref, color="0.5", lw=1, label=r"$\propto N^{-1/2}$")
     ax_a.set_xscale("log")
     ax_a.set_yscale("log")
-    label_axes(ax_a, "samples N", "relative error (dots: problems)", f"(a) K = {c.K}, r = {c.r}, disjoint", legend=True)
+    label_axes(ax_a, "samples N", "relative error (dots: problems)", f"(a) K = {c.K}, r = {c.r}, disjoint")
+    ax_a.legend(loc="lower left", fontsize=7)
     ax_b.scatter(result.by_r["r"], result.by_r["init_error"], s=9, alpha=0.3, color=PALETTE[0], linewidths=0)
     ax_b.errorbar(rs.index, rs["median"], yerr=[rs["median"] - rs["q25"], rs["q75"] - rs["median"]], marker="o",
                   color=PALETTE[0], capsize=3)
@@ -350,7 +351,7 @@ def plot_initialization(result: InitResult):
     ax_b.set_yscale("log")
     ax_b.set_xticks(list(rs.index))
     ax_b.set_xticklabels([str(r) for r in rs.index])
-    ax_b.minorticks_off()
+    ax_b.xaxis.set_minor_locator(plt.NullLocator())
     label_axes(ax_b, "non-pruned weights per neuron r", "relative error", f"(b) against r at N = {c.N_r:,}")
     g = result.grid
     settings = list(dict.fromkeys(zip(g["K"], g["r"], g["supports"])))

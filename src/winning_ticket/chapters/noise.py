@@ -22,15 +22,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..algorithms.agd import ITERATION_CAP
-from ..experiments.claims import Claim
+from ..algorithms.agd import ITERATION_CAP, run_agd
+from ..experiments import rules
+from ..experiments.claims import INCONCLUSIVE, NOT_SUPPORTED, Claim
 from ..algorithms.engine import run_agd_batched
 from ..algorithms.teacher_student import make_problem, starts_along
 from ..experiments.seeding import seed_sequence
 from ..experiments.plotting import PALETTE, label_axes
-from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec
-from ..experiments.stats import bootstrap_slope
-from ..experiments.sweep import run_sweep
+from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec, SweepPlan
+
+EXPONENT_BAND = (0.35, 0.65)
+r"""Theorem 2: the error floor grows like :math:`\sqrt r`; the log-log slope on r must lie in this band."""
+LS_BAND = (0.8, 1.2)
+r"""Least squares: the error grows like :math:`\sqrt{rK/(N - rK)}`; the log-log slope on it must lie in this band."""
+PROPORTIONAL_BAND = (-0.1, 0.1)
+"""Error proportional to the level: mean log(error/level) at the highest minus the lowest level within ±0.1 (±10%)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,13 @@ class NoiseConfig(ChapterConfig):
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": dict(N=600, d=60, K=3, r_values=(4, 8, 16), levels=(0.02, 0.1), trials=3),
         "book": dict(trials=8),
+        "evidence": dict(trials=40),
     }
+
+    def validate(self) -> None:
+        if self.N <= self.K * max(self.r_values):
+            raise ValueError(f"N = {self.N} must exceed K r = {self.K * max(self.r_values)} (more samples than unknowns "
+                             "at every r; the least-squares comparison divides by N - rK)")
 
 
 
@@ -82,14 +94,25 @@ class NoiseResult(ChapterResult):
     runs: pd.DataFrame
 
 
+def sweeps(config: NoiseConfig) -> list[SweepPlan]:
+    """One sweep: every r, every trial at every noise level (same data and standardized noise)."""
+    c = config
+    tasks = tuple(dict(N=c.N, d=c.d, K=c.K, r=r, levels=c.levels, lam=c.lam, eta=c.eta, beta=c.beta,
+                       max_iter=c.max_iter) for r in c.r_values)
+    return [SweepPlan(f"noise-{c.profile}", noise_task, tasks, c.trials, c.seed, trials_per_unit=10)]
+
+
 def run(config: NoiseConfig, *, executor: Executor | None = None, cache_dir=None, progress: bool | None = None) -> NoiseResult:
     """Run the sweep (tasks choose their device: ``$WT_DEVICE``, else CUDA when available)."""
-    c = config
-    tasks = [dict(N=c.N, d=c.d, K=c.K, r=r, levels=c.levels, lam=c.lam, eta=c.eta, beta=c.beta, max_iter=c.max_iter)
-             for r in c.r_values]
-    sweep = run_sweep(noise_task, tasks, c.trials, seed=c.seed, name=f"noise-{c.profile}",
-                      executor=executor, cache_dir=cache_dir, progress=progress)
-    return NoiseResult(config=c, runs=sweep.runs, seconds=sweep.seconds)
+    (plan,) = sweeps(config)
+    sweep = plan.run(executor=executor, cache_dir=cache_dir, progress=progress)
+    return NoiseResult(config=config, runs=sweep.runs, seconds=sweep.seconds)
+
+
+def least_squares_scale(r, K: int, N: int) -> np.ndarray:
+    r"""The shape of a least-squares error floor, :math:`\sqrt{rK/(N - rK)}` (``rK`` unknowns, ``N`` samples)."""
+    r = np.asarray(r, dtype=float)
+    return np.sqrt(r * K / (N - r * K))
 
 
 def summary(result: NoiseResult) -> pd.DataFrame:
@@ -102,75 +125,143 @@ def summary(result: NoiseResult) -> pd.DataFrame:
     return out
 
 
+def _units(runs: pd.DataFrame) -> np.ndarray:
+    return (runs["r"] * 100_000 + runs["trial"]).to_numpy()  # one problem per (r, trial), shared by the levels
+
+
 def fits(result: NoiseResult) -> pd.DataFrame:
-    """Per level: least-squares line error = a + b sqrt(r), R² of the mean errors, bootstrap CI of b."""
+    r"""Per level: the log-log slope of the final error on r and on the least-squares shape, with bootstrap
+    95% intervals over problems, and the fitted constant c of error = c·level·sqrt(rK/(N − rK))."""
+    c = result.config
     rows = []
     for level, g in result.runs.groupby("level"):
-        x, y = g["sqrt_r"].to_numpy(), g["final_error"].to_numpy()
-        slope, lo, hi = bootstrap_slope(x, y, g["r"].to_numpy(), seed=result.config.seed)
-        means = g.groupby("sqrt_r")["final_error"].mean()
-        coef = np.polyfit(means.index.to_numpy(), means.to_numpy(), 1)
-        resid = means.to_numpy() - np.polyval(coef, means.index.to_numpy())
-        r2 = 1 - resid.var() / means.to_numpy().var()
-        rows.append(dict(level=level, slope=slope, slope_low=lo, slope_high=hi, intercept=coef[1], r2_of_means=r2))
+        ok = g[(g["final_error"] > 0) & (g["status"] != "diverged")]
+        y = np.log(ok["final_error"].to_numpy())
+        units = _units(ok)
+        s_r = rules.cluster_slope(np.log(ok["r"].to_numpy(float)), y, units, seed=c.seed)
+        scale = least_squares_scale(ok["r"], c.K, c.N)
+        s_ls = rules.cluster_slope(np.log(scale), y, units, seed=c.seed)
+        const = float(np.exp(np.mean(y - np.log(level * scale))))
+        rows.append(dict(level=level, slope_r=s_r[0], slope_r_low=s_r[1], slope_r_high=s_r[2], slope_ls=s_ls[0],
+                         slope_ls_low=s_ls[1], slope_ls_high=s_ls[2], ls_constant=const, problems=s_r[3]))
     return pd.DataFrame(rows).set_index("level")
 
 
-def check_claims(result: NoiseResult) -> list[Claim]:
-    """The claims of Fig. 5, decided from the runs.
+def _combine(decisions: dict) -> bool | None:
+    verdicts = {d.verdict for d in decisions.values()}
+    return False if NOT_SUPPORTED in verdicts else (None if INCONCLUSIVE in verdicts else True)
 
-    * ``error-linear-in-sqrt-r``: no run diverged and, at every noise level, the bootstrap 95% CI
-      of the slope of the final error on √r lies above 0 and a line fits the mean errors with
-      R² ≥ 0.9.
-    * ``error-proportional-to-noise``: no run diverged and, at every r, the largest mean
-      error/level is within 25% of the smallest.
+
+def check_claims(result: NoiseResult) -> list[Claim]:
+    """The claims of Fig. 5 and Theorem 2, decided by intervals over problems.
+
+    * ``error-grows-like-sqrt-r``: at every noise level the slope of log final error on log r
+      (bootstrap over problems) has a 95% CI inside ``EXPONENT_BAND`` (0.35, 0.65): SUPPORTED; at
+      some level entirely outside it: NOT SUPPORTED; otherwise INCONCLUSIVE.
+    * ``error-follows-least-squares``: at every level the slope of log final error on
+      log sqrt(rK/(N − rK)) has a 95% CI inside ``LS_BAND`` (0.8, 1.2): SUPPORTED; at some level
+      entirely outside: NOT SUPPORTED; otherwise INCONCLUSIVE.
+    * ``error-proportional-to-noise``: paired by problem (same data, same standardized noise),
+      log(error/level) at the highest level minus at the lowest has a mean whose t-interval lies
+      inside ``PROPORTIONAL_BAND`` (±0.1): SUPPORTED; entirely outside: NOT SUPPORTED; otherwise
+      INCONCLUSIVE.
+
+    Diverged runs are left out of the fits and counted in the statistic; every rule needs at
+    least 5 problems.
     """
+    c = result.config
+    runs = result.runs
     f = fits(result)
-    s = summary(result)
-    ratio = s["error_over_level"].unstack("level")
-    spread = (ratio.max(axis=1) / ratio.min(axis=1))
-    diverged = int((result.runs["status"] == "diverged").sum())
-    return [
-        Claim(
-            name="error-linear-in-sqrt-r",
-            statement="The final error grows linearly in √r at every noise level (paper Fig. 5).",
-            holds=bool(diverged == 0 and (f["slope_low"] > 0).all() and (f["r2_of_means"] >= 0.9).all()),
-            statistic="; ".join(f"σ/E_y = {lv:g}: slope {row.slope:.2e} [{row.slope_low:.2e}, {row.slope_high:.2e}], "
-                                f"R² {row.r2_of_means:.3f}" for lv, row in f.iterrows()),
-            rule="for every level, the bootstrap CI of the slope on √r lies above 0 and a line fits the mean errors with R² ≥ 0.9",
-        ),
-        Claim(
-            name="error-proportional-to-noise",
-            statement="The final error is proportional to the noise level (error / level does not depend on the level).",
-            holds=bool(diverged == 0 and (spread <= 1.25).all()),
-            statistic="max/min over levels of mean error / level, by r: "
-                      + ", ".join(f"{r}: {v:.3f}" for r, v in spread.items()),
-            rule="at every r, the largest mean error/level is within 25% of the smallest",
-        ),
-    ]
+    diverged = int((runs["status"] == "diverged").sum())
+    note = f"; {diverged} diverged run(s) left out" if diverged else ""
+    claims = []
+    for name, statement, col, band, rule in (
+        ("error-grows-like-sqrt-r", "The final error grows like √r at every noise level (Theorem 2, Fig. 5).",
+         "slope_r", EXPONENT_BAND, f"at every level the 95% CI of the slope of log error on log r lies in {EXPONENT_BAND}"),
+        ("error-follows-least-squares",
+         "The final error grows like the least-squares floor sqrt(rK/(N − rK)) (rK unknowns from N samples).",
+         "slope_ls", LS_BAND, f"at every level the 95% CI of the slope of log error on log sqrt(rK/(N-rK)) lies in {LS_BAND}"),
+    ):
+        decisions = {lv: rules.within(row[col], row[f"{col}_low"], row[f"{col}_high"], int(row["problems"]), *band)
+                     for lv, row in f.iterrows()}
+        claims.append(Claim(name=name, statement=statement, holds=_combine(decisions), rule=rule,
+                            statistic="; ".join(f"σ/E_y = {lv:g}: " + d.describe("slope", ".3f")
+                                                for lv, d in decisions.items()) + note))
+    lo, hi = min(c.levels), max(c.levels)
+    wide = runs[runs["status"] != "diverged"].pivot_table(index=["r", "trial"], columns="level", values="final_error")
+    if lo in wide and hi in wide:
+        d = rules.paired_difference(np.log(wide[hi] / hi), np.log(wide[lo] / lo), lower=PROPORTIONAL_BAND[0],
+                                    upper=PROPORTIONAL_BAND[1])
+    else:
+        d = rules.paired_difference(np.array([]), np.array([]), lower=PROPORTIONAL_BAND[0], upper=PROPORTIONAL_BAND[1])
+    claims.append(d.claim("error-proportional-to-noise",
+                          "The final error is proportional to the noise level (error / level does not depend on the level).",
+                          f"t-interval of mean log(error/level) at σ/E_y = {hi:g} minus at {lo:g}, paired by problem, "
+                          f"inside {PROPORTIONAL_BAND}", "mean log ratio", ".3f"))
+    return claims
+
+
+def kink_cycling(config: NoiseConfig, *, level: float, r: int, trial: int = 0,
+                 checkpoints=(2000, 5000, ITERATION_CAP - 1)) -> pd.DataFrame:
+    r"""What the iterates of one noisy run do late in the run (the reference implementation, :func:`run_agd`).
+
+    For each checkpoint ``t`` the run is repeated to ``t`` and to ``t + 1`` iterations (the same
+    arithmetic, so the same iterates), and the table gives the relative error, the relative change
+    :math:`\|W^{(t+1)} - W^{(t)}\|_F/\|W^{(t)}\|_F`, and the number of training activations
+    :math:`\mathbb 1\{w_j^\top x_{n,\Omega_j} > 0\}` that change sign in that step.
+    """
+    c = config
+    ss = seed_sequence(c.seed, 99, r, trial)  # 99: a stream of its own, apart from the sweep's
+    p = make_problem(c.N, c.d, c.K, r, level, seed_sequence(ss, 0))
+    W0 = starts_along(p.w_star, [c.lam], seed_sequence(ss, 1))[0]
+    Xs = p.sub_inputs()
+    rows = []
+    for t in checkpoints:
+        a = run_agd(Xs, p.y, p.w_star, W0, c.eta, c.beta, max_iter=int(t), tol=0.0)
+        b = run_agd(Xs, p.y, p.w_star, W0, c.eta, c.beta, max_iter=int(t) + 1, tol=0.0)
+        sa = np.einsum("knr,rk->kn", Xs, a.W) > 0
+        sb = np.einsum("knr,rk->kn", Xs, b.W) > 0
+        rows.append(dict(iteration=int(t), relative_error=a.final_error,
+                         relative_change=float(np.linalg.norm(b.W - a.W) / np.linalg.norm(a.W)),
+                         sign_flips=int((sa != sb).sum()), activations=int(sa.size)))
+    return pd.DataFrame(rows).set_index("iteration")
 
 
 def plot_figure5(result: NoiseResult):
-    """(a) final relative error against √r, one curve per noise level; (b) error divided by the level."""
+    """(a) Fig. 5: final relative error against √r per noise level, with the fitted least-squares floor;
+    (b) error per unit of noise against r on log axes, with the √r reference."""
     c = result.config
     s = summary(result).reset_index()
     s["sqrt_r"] = np.sqrt(s["r"])
     f = fits(result)
-    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(10.5, 4))
+    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2))
     markers = "osD^v<>"
+    rr = np.linspace(min(c.r_values), max(c.r_values), 60)
     for i, level in enumerate(c.levels):
         g = s[s["level"] == level]
         runs = result.runs[result.runs["level"] == level]
         color = PALETTE[i % len(PALETTE)]
-        ax_a.scatter(runs["sqrt_r"], runs["final_error"], s=10, alpha=0.3, color=color, linewidths=0)
-        ax_a.plot(g["sqrt_r"], g["error_mean"], marker=markers[i], color=color, label=f"σ/E_y = {level:g}")
-        xs = np.linspace(0, g["sqrt_r"].max(), 20)
-        ax_a.plot(xs, f.loc[level, "intercept"] + f.loc[level, "slope"] * xs, color=color, ls=":", lw=1)
-        ax_b.plot(g["sqrt_r"], g["error_over_level"], marker=markers[i], color=color, label=f"σ/E_y = {level:g}")
-    label_axes(ax_a, r"$\sqrt{r}$", r"final relative error $\|W-W^*\|_F/\|W^*\|_F$", "(a) error against √r (dots: runs; dotted: fits)", legend=True, xlim0=True, ylim0=True)
-    label_axes(ax_b, r"$\sqrt{r}$", "mean final error / noise level", "(b) error per unit of noise", legend=True, xlim0=True, ylim0=True)
+        ax_a.scatter(runs["sqrt_r"], runs["final_error"], s=8, alpha=0.25, color=color, linewidths=0)
+        ax_a.plot(g["sqrt_r"], g["error_mean"], marker=markers[i], color=color, label=f"σ/E_y = {level:g} (mean)")
+        ls = f.loc[level, "ls_constant"] * level * least_squares_scale(rr, c.K, c.N)
+        ax_a.plot(np.sqrt(rr), ls, color=color, ls="--", lw=1)
+        ax_b.plot(g["r"], g["error_over_level"], marker=markers[i], color=color, label=f"σ/E_y = {level:g}")
+        ax_b.plot(rr, f.loc[level, "ls_constant"] * least_squares_scale(rr, c.K, c.N), color=color, ls="--", lw=1)
+    s0 = s[s["level"] == min(c.levels)]
+    ax_b.plot(rr, s0["error_over_level"].iloc[0] * np.sqrt(rr / s0["r"].iloc[0]), color="0.4", ls=":", lw=1.5,
+              label=r"$\propto\sqrt{r}$ (Theorem 2)")
+    ax_b.set_xscale("log")
+    ax_b.set_yscale("log")
+    ax_b.set_xticks(list(c.r_values))
+    ax_b.set_xticklabels([str(r) for r in c.r_values])
+    ax_b.xaxis.set_minor_locator(plt.NullLocator())
+    label_axes(ax_a, r"$\sqrt{r}$", r"final relative error $\|W-W^*\|_F/\|W^*\|_F$",
+               "(a) Fig. 5 (dots: runs; dashed: c·σ/E_y·√(rK/(N−rK)))", legend=True, xlim0=True, ylim0=True)
+    label_axes(ax_b, "remaining weights per neuron r", "mean final error / noise level",
+               "(b) log axes: dashed least squares, dotted √r", legend=True)
+    fig.tight_layout()
     return fig
 
 
 CHAPTER = ChapterSpec("noise", "Noise: the error floor grows like √r", NoiseConfig, NoiseResult, run, check_claims,
-                      {"Fig. 5": plot_figure5})
+                      {"Fig. 5": plot_figure5}, sweeps=sweeps)
