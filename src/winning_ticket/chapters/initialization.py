@@ -378,7 +378,6 @@ def plot_initialization(result: InitResult):
     ax_d.set_ylim(0, 1.05)
     label_axes(ax_d, "start of AGD", f"success rate (Wilson 95%; {len(result.agd)} problems)",
                f"(d) K = {c.K_agd}, r = {c.r_agd}, d = {c.d_agd}, N = {c.N_agd}")
-    fig.tight_layout()
     return fig
 
 

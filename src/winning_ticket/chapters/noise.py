@@ -259,7 +259,6 @@ def plot_figure5(result: NoiseResult):
                "(a) Fig. 5 (dots: runs; dashed: c·σ/E_y·√(rK/(N−rK)))", legend=True, xlim0=True, ylim0=True)
     label_axes(ax_b, "remaining weights per neuron r", "mean final error / noise level",
                "(b) log axes: dashed least squares, dotted √r", legend=True)
-    fig.tight_layout()
     return fig
 
 
