@@ -262,5 +262,5 @@ def plot_figure5(result: NoiseResult):
     return fig
 
 
-CHAPTER = ChapterSpec("noise", "Noise: the error floor grows like √r", NoiseConfig, NoiseResult, run, check_claims,
+CHAPTER = ChapterSpec("noise", "Noise: how the error floor grows with r", NoiseConfig, NoiseResult, run, check_claims,
                       {"Fig. 5": plot_figure5}, sweeps=sweeps)
