@@ -203,7 +203,7 @@ def check_claims(result: NoiseResult) -> list[Claim]:
 
 def kink_cycling(config: NoiseConfig, *, level: float, r: int, trial: int = 0,
                  checkpoints=(2000, 5000, ITERATION_CAP - 1)) -> pd.DataFrame:
-    r"""What the iterates of one noisy run do late in the run (the reference implementation, :func:`run_agd`).
+    r"""What the iterates of one noisy run do late in the run (the reference implementation, :func:`~winning_ticket.algorithms.agd.run_agd`).
 
     For each checkpoint ``t`` the run is repeated to ``t`` and to ``t + 1`` iterations (the same
     arithmetic, so the same iterates), and the table gives the relative error, the relative change

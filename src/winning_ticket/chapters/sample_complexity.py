@@ -245,7 +245,7 @@ def _statistics(th: dict, r_values) -> tuple[float, float]:
 
 
 def bootstrap(result: SampleComplexityResult, n_boot: int = BOOTSTRAP, seed_offset: int = 0) -> pd.DataFrame:
-    """Per resample of the teachers (with replacement): N* of every r, the slope and the gap of :func:`_statistics`."""
+    """Per resample of the teachers (with replacement): N* of every r, the slope of log N* on log r and the gap log N*(largest r) - log N*(smallest r)."""
     c = result.config
     data = _Teachers(result.runs)
     rng = np.random.default_rng([c.seed, seed_offset])
