@@ -169,7 +169,7 @@ def landscape_task(params: Mapping[str, Any], seeds: list, trials: list[int]) ->
 
 
 def curvature_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> list[dict]:
-    """Curvature at :math:`W^*` and at every start of the grid, on the problems and directions of
+    r"""Curvature at :math:`W^*` and at every start of the grid, on the problems and directions of
     :func:`landscape_task` (same trial seeds and streams).
 
     Per point: the smallest and largest eigenvalue of the empirical Hessian (defined almost
