@@ -37,14 +37,21 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from ..algorithms.agd import ITERATION_CAP, STATUS_NAMES
-from ..experiments.claims import Claim
 from ..algorithms.engine import batched_hessian, run_agd_batched, stack_problems
-from ..algorithms.teacher_student import dense_student, make_problem, starts_along, teacher_output
-from ..experiments.seeding import numpy_rng, seed_sequence
-from ..experiments.plotting import sequential_colors
-from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec
 from ..algorithms.pruning import remaining_counts, run_imp
-from ..experiments.sweep import run_sweep
+from ..algorithms.teacher_student import dense_student, make_problem, starts_along, teacher_output
+from ..experiments import rules
+from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec, SweepPlan, param
+from ..experiments.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim
+from ..experiments.plotting import PALETTE, sequential_colors
+from ..experiments.seeding import numpy_rng, seed_sequence
+
+ORACLE_BAND = (-float(np.log(2.0)), float(np.log(2.0)))
+"""IMP's ticket as good as the oracle mask: the mean log error ratio must lie in this band (a factor of 2)."""
+RECOVERY_LEVEL = 0.9
+"""Support recovery at the largest N: the rate must be at least this."""
+HIGH_ERROR = 0.1
+"""The smallest N "stays high": its best error over the rounds stays above this fraction of E_y^2."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,68 @@ def imp_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> list[
     return rows
 
 
+def control_masks(omega: np.ndarray, d: int, counts, seed) -> tuple[np.ndarray, np.ndarray]:
+    """The two control masks of every round (``counts[k]`` weights each, ``(len(counts), d, K)``).
+
+    * *random*: the first ``counts[k]`` of one random permutation of the :math:`dK` positions
+      (stream 0 of ``seed``), so the masks of successive rounds are nested, as IMP's are;
+    * *oracle*: the teacher's positions first (a random order of them), then the other positions
+      in a random order (stream 1): above the teacher's size it contains the whole support, below
+      it a random part of it.
+    """
+    K = omega.shape[0]
+    teacher = np.zeros((d, K), dtype=bool)
+    for j in range(K):
+        teacher[omega[j], j] = True
+    flat_teacher = np.flatnonzero(teacher.ravel())
+    flat_other = np.flatnonzero(~teacher.ravel())
+    order_random = numpy_rng(seed_sequence(seed, 0)).permutation(d * K)
+    rng = numpy_rng(seed_sequence(seed, 1))
+    order_oracle = np.concatenate([rng.permutation(flat_teacher), rng.permutation(flat_other)])
+    out = []
+    for order in (order_random, order_oracle):
+        masks = np.zeros((len(counts), d * K))
+        for k, n in enumerate(counts):
+            masks[k, order[:n]] = 1.0
+        out.append(masks.reshape(len(counts), d, K))
+    return out[0], out[1]
+
+
+def control_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> list[dict]:
+    r"""The controls of every IMP round (1 to ``rounds``) at the same number of weights, for one ``N``.
+
+    The same problems, initialization :math:`\theta_0` and test data as :func:`imp_task` (streams
+    0, 1 and 2 of the trial seed); the masks from stream 3 (:func:`control_masks`).  Every masked
+    network is trained from :math:`\theta_0 \odot M` with the same protocol as IMP's rounds.
+    """
+    N, d, K, r_star = params["N"], params["d"], params["K"], params["r_star"]
+    counts = remaining_counts(d * K, params["rate"], params["rounds"])[1:]
+    teachers = [make_problem(N, d, K, r_star, params["noise_level"], seed_sequence(ss, 0)) for ss in seeds]
+    problems = [dense_student(p) for p in teachers]
+    dense_omega = problems[0].omega
+    rows = []
+    for control in ("random", "oracle"):
+        masks, starts = [], []
+        for ss, p in zip(seeds, teachers):
+            m = control_masks(p.omega, d, counts, seed_sequence(ss, 3))[control == "oracle"]
+            theta0 = numpy_rng(ss, 1).normal(0.0, params["init_scale"], (d, K))
+            masks.append(m)
+            starts.append(theta0[None] * m)
+        masks, starts = np.stack(masks), np.stack(starts)
+        res = run_agd_batched(problems, starts, params["eta"], params["beta"], max_iter=params["max_iter"],
+                              record_history=False, progress=False, mask=masks)
+        for b, (ss, p, t) in enumerate(zip(seeds, teachers, trials)):
+            X = numpy_rng(ss, 2).standard_normal((params["n_test"], d))
+            y = teacher_output(X, p.omega, p.w_star)
+            Ey2 = float(np.mean(y**2))
+            for k, n in enumerate(counts):
+                err = float(np.mean((teacher_output(X, dense_omega, res.W[b, k]) - y) ** 2) / Ey2)
+                rows.append(dict(N=N, trial=t, round=k + 1, control=control, remaining=100.0 * n / (d * K),
+                                 test_error=err, teacher_kept=_matched_overlap(masks[b, k], p.omega) / p.omega.size,
+                                 iterations=int(res.iterations[b, k]), status=STATUS_NAMES[res.status[b, k]]))
+    return rows
+
+
 def support_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> list[dict]:
     """Section 4.1: dense AGD from a start near the padded teacher, then the magnitude ranking."""
     N, d, K, r_star = params["N"], params["d"], params["K"], params["r_star"]
@@ -161,27 +230,41 @@ def support_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> l
 
 @dataclass(kw_only=True)
 class IMPSyntheticResult(ChapterResult):
-    """IMP rounds (``imp``: one row per (N, trial, round)) and support recovery (``support``: one row per (N, trial))."""
+    """IMP rounds (``imp``: one row per (N, trial, round)), the controls at the same sparsity (``controls``: one
+    row per (N, trial, round, control)) and support recovery (``support``: one row per (N, trial))."""
 
-    TABLES: ClassVar[tuple[str, ...]] = ("imp", "support")
+    TABLES: ClassVar[tuple[str, ...]] = ("imp", "controls", "support")
     config: IMPConfig
     imp: pd.DataFrame
+    controls: pd.DataFrame
     support: pd.DataFrame
 
 
-def run(config: IMPConfig, *, executor: Executor | None = None, cache_dir=None, progress: bool | None = None) -> IMPSyntheticResult:
-    """Run both experiments (each training-set size is one unit of work)."""
+def sweeps(config: IMPConfig) -> list[SweepPlan]:
+    """IMP and its controls (one unit per N and ``trials_per_unit`` problems; the controls see IMP's problems,
+    starts and test data: trial seeds keyed by N only) and the support-recovery sweep."""
     c = config
     common = dict(d=c.d, K=c.K, r_star=c.r_star, noise_level=c.noise_level, eta=c.eta, beta=c.beta,
                   max_iter=c.max_iter)
-    imp = run_sweep(imp_task, [dict(common, N=N, rounds=c.rounds, rate=c.rate, init_scale=c.init_scale,
-                                    n_test=c.n_test) for N in c.N_values],
-                    c.trials, seed=c.seed, name=f"imp-synthetic-{c.profile}", executor=executor,
-                    cache_dir=cache_dir, progress=progress)
-    support = run_sweep(support_task, [dict(common, N=N, lam=c.lam) for N in c.support_N_values],
-                        c.support_trials, seed=c.seed, name=f"imp-support-{c.profile}", executor=executor,
-                        cache_dir=cache_dir, progress=progress)
-    return IMPSyntheticResult(config=c, imp=imp.runs, support=support.runs, seconds=imp.seconds + support.seconds)
+    imp = tuple(dict(common, N=N, rounds=c.rounds, rate=c.rate, init_scale=c.init_scale, n_test=c.n_test)
+                for N in c.N_values)
+    per = max(1, min(c.trials, 5))
+    return [SweepPlan(f"imp-synthetic-{c.profile}", imp_task, imp, c.trials, c.seed, ("N",), per, "imp"),
+            SweepPlan(f"imp-controls-{c.profile}", control_task, imp, c.trials, c.seed, ("N",), per, "controls"),
+            SweepPlan(f"imp-support-{c.profile}", support_task, tuple(dict(common, N=N, lam=c.lam)
+                                                                     for N in c.support_N_values),
+                      c.support_trials, c.seed, ("N",), max(1, min(c.support_trials, 10)), "support")]
+
+
+def run(config: IMPConfig, *, executor: Executor | None = None, cache_dir=None,
+        progress: bool | None = None) -> IMPSyntheticResult:
+    """Run IMP, its controls and the support-recovery experiment."""
+    tables, seconds = {}, 0.0
+    for plan in sweeps(config):
+        sweep = plan.run(executor=executor, cache_dir=cache_dir, progress=progress)
+        tables[plan.table] = sweep.runs
+        seconds += sweep.seconds
+    return IMPSyntheticResult(config=config, seconds=seconds, **tables)
 
 
 def expected_remaining(config: IMPConfig) -> np.ndarray:
@@ -238,88 +321,158 @@ def _round_at_teacher(config: IMPConfig) -> int:
     return int(np.nonzero(rem >= config.teacher_fraction * 100 - 1e-9)[0].max())
 
 
-def check_claims(result: IMPSyntheticResult) -> list[Claim]:
-    """The claims of Fig. 6 and Section 4.1, decided from the runs.
+def paired_log_ratios(result: IMPSyntheticResult, a: tuple[str, int], b: tuple[str, int]) -> pd.DataFrame:
+    """Per (N, problem): log(test error of ``a``) - log(test error of ``b``), each given as
+    ``(kind, round)`` with kind ``"imp"``, ``"random"`` or ``"oracle"`` (the same problem, so paired)."""
+    imp = result.imp.assign(kind="imp")[["N", "trial", "round", "kind", "test_error"]]
+    ctl = result.controls.rename(columns={"control": "kind"})[["N", "trial", "round", "kind", "test_error"]]
+    table = pd.concat([imp, ctl]).set_index(["kind", "round", "N", "trial"])["test_error"].sort_index()
+    return (np.log(table.loc[a]) - np.log(table.loc[b])).rename("log_ratio").reset_index()
 
-    * ``error-falls-to-teacher-size``: the ratio of the median test error at the round nearest
-      the teacher's size to the dense one is below 1 for every N above the smallest.
-    * ``error-rises-below-teacher-size``: the ratio of the error at the last round to the one
-      at the teacher's size is above 1 for every N.
-    * ``small-N-stays-high``: at the smallest N the error stays at or above 0.1 of the output's
-      mean square.
-    * ``magnitude-pruning-finds-proper-student``: at the largest N at least 90% of the trials
-      recover the teacher's support exactly.
+
+def _per_n(result: IMPSyntheticResult, a, b, N_values, **bounds) -> dict[int, rules.Decision]:
+    lr = paired_log_ratios(result, a, b)
+    out = {}
+    for N in N_values:
+        d = lr[lr["N"] == N]["log_ratio"].to_numpy()
+        out[N] = rules.paired_difference(d, np.zeros_like(d), **bounds)
+    return out
+
+
+def _all_of(decisions: Mapping[int, rules.Decision]) -> bool | None:
+    """An "at every N" claim: SUPPORTED when every N is, NOT SUPPORTED when any N is, otherwise INCONCLUSIVE."""
+    verdicts = {d.verdict for d in decisions.values()}
+    if NOT_SUPPORTED in verdicts:
+        return False
+    return True if verdicts == {SUPPORTED} else None
+
+
+def _describe(decisions: Mapping[int, rules.Decision]) -> str:
+    return "; ".join(f"N={N}: {d.estimate:+.2f} [{d.low:+.2f}, {d.high:+.2f}] ({d.units})" for N, d in decisions.items())
+
+
+def check_claims(result: IMPSyntheticResult) -> list[Claim]:
+    """The claims of Fig. 6 and Section 4.1, judged over independent problems (paired by problem).
+
+    k20 is the last round that keeps at least the teacher's share of weights; a log ratio is
+    log(error a) - log(error b) on the same problem, with a Student-t 95% interval over problems.
+
+    * ``ticket-beats-dense``: for every N above the smallest, the log ratio of IMP's error at k20 to
+      the dense error has its interval below 0 (SUPPORTED if at every N; NOT SUPPORTED if above 0
+      at any N; INCONCLUSIVE otherwise).
+    * ``ticket-beats-random-mask``: the same for IMP's ticket against a random mask with as many
+      weights, trained from the same start.
+    * ``ticket-matches-oracle``: at the largest N, the log ratio of IMP's error at k20 to the oracle
+      mask's (the teacher's support plus random weights up to the same count) inside
+      ``ORACLE_BAND`` (within a factor of 2): SUPPORTED; outside: NOT SUPPORTED.
+    * ``error-rises-below-teacher-size`` (a check; it must hold once the mask cannot hold the
+      teacher): the log ratio of the last round's error to k20's is above 0 at every N.
+    * ``small-N-stays-high``: at the smallest N the per-problem lowest error over the rounds has a mean
+      log10 above log10(``HIGH_ERROR``) (t interval): SUPPORTED; below: NOT SUPPORTED.
+    * ``magnitude-pruning-finds-proper-student``: at the largest N of the support experiment, the
+      Wilson interval of the exact recovery rate at or above ``RECOVERY_LEVEL``: SUPPORTED; below:
+      NOT SUPPORTED.
+
+    Every rule needs at least 5 problems per N (INCONCLUSIVE otherwise).
     """
     c = result.config
-    s = imp_summary(result)["error_median"].unstack("round")
     k20 = _round_at_teacher(c)
     rem = expected_remaining(c)
-    big = [N for N in c.N_values if N > min(c.N_values)]
     small = min(c.N_values)
-    falls = {N: s.loc[N, k20] / s.loc[N, 0] for N in big}
-    rises = {N: s.loc[N, c.rounds] / s.loc[N, k20] for N in c.N_values}
-    best_small = float(s.loc[small].min())
-    sup = support_summary(result)
-    top_N = max(c.support_N_values)
+    big = [N for N in c.N_values if N > small]
+    dense = _per_n(result, ("imp", k20), ("imp", 0), big, upper=0.0)
+    rand = _per_n(result, ("imp", k20), ("random", k20), big, upper=0.0)
+    oracle = _per_n(result, ("imp", k20), ("oracle", k20), [max(c.N_values)], lower=ORACLE_BAND[0],
+                    upper=ORACLE_BAND[1])[max(c.N_values)]
+    rises = _per_n(result, ("imp", c.rounds), ("imp", k20), list(c.N_values), lower=0.0)
+    lowest = result.imp[result.imp["N"] == small].groupby("trial")["test_error"].min()
+    est, lo, hi = rules.mean_interval(np.log10(lowest.to_numpy()))
+    high = rules.above(est, lo, hi, len(lowest), float(np.log10(HIGH_ERROR)))
+    sup = result.support[result.support["N"] == max(c.support_N_values)]
+    rec = rules.rate_at_least(int(sup["recovered"].sum()), len(sup), RECOVERY_LEVEL)
+    where = f"at {rem[k20]:.1f}% remaining (round {k20}, the last that keeps the teacher's {c.teacher_fraction:.0%})"
     return [
-        Claim(
-            name="error-falls-to-teacher-size",
-            statement=f"For every N > {small}, test error falls as pruning proceeds down to the teacher's "
-                      f"{c.teacher_fraction:.0%} (paper Fig. 6).",
-            holds=bool(all(v < 1 for v in falls.values())),
-            statistic=f"median error at {rem[k20]:.1f}% / at 100%: "
-                      + ", ".join(f"N={N}: {v:.2g}" for N, v in falls.items()),
-            rule=f"the ratio is below 1 for every N > {small}",
-        ),
-        Claim(
-            name="error-rises-below-teacher-size",
-            statement=f"Below {c.teacher_fraction:.0%} remaining the test error rises, for every N.",
-            holds=bool(all(v > 1 for v in rises.values())),
-            statistic=f"median error at {rem[-1]:.1f}% / at {rem[k20]:.1f}%: "
-                      + ", ".join(f"N={N}: {v:.3g}" for N, v in rises.items()),
-            rule="the ratio is above 1 for every N",
-        ),
-        Claim(
-            name="small-N-stays-high",
-            statement=f"At N = {small} the test error stays high at every sparsity.",
-            holds=bool(best_small >= 0.1),
-            statistic=f"lowest median error over all rounds at N = {small}: {best_small:.3g}",
-            rule="it stays at or above 0.1 (10% of the output's mean square)",
-        ),
-        Claim(
-            name="magnitude-pruning-finds-proper-student",
-            statement=f"With enough samples, pruning the dense AGD solution to 1 - r*/d = {1 - c.teacher_fraction:.0%} "
-                      "keeps every teacher weight (Section 4.1).",
-            holds=bool(sup.loc[top_N, "recovery_rate"] >= 0.9),
-            statistic="exact support recovery rate by N: "
-                      + ", ".join(f"{N}: {v:.2f}" for N, v in sup["recovery_rate"].items()),
-            rule=f"at the largest N ({top_N}) at least 90% of trials recover the support exactly",
-        ),
+        Claim(name="ticket-beats-dense",
+              statement=f"For every N > {small}, IMP's ticket {where} has a lower test error than the dense network "
+                        "(paper Fig. 6).",
+              holds=_all_of(dense), statistic="mean log(error ticket / error dense) [95% CI] (problems): " + _describe(dense),
+              rule=f"paired t 95% CI below 0 at every N > {small}; above 0 at any: NOT SUPPORTED"),
+        Claim(name="ticket-beats-random-mask",
+              statement=f"For every N > {small}, IMP's ticket {where} beats a random mask with as many weights trained "
+                        "from the same start (the control).",
+              holds=_all_of(rand), statistic="mean log(error ticket / error random mask): " + _describe(rand),
+              rule=f"paired t 95% CI below 0 at every N > {small}; above 0 at any: NOT SUPPORTED"),
+        oracle.claim("ticket-matches-oracle",
+                     f"At N = {max(c.N_values)}, IMP's ticket {where} is as good as the oracle mask (the teacher's "
+                     "support plus random weights up to the same count) trained from the same start.",
+                     f"paired t 95% CI of the mean log error ratio inside {tuple(round(v, 3) for v in ORACLE_BAND)} "
+                     "(a factor of 2)", "mean log(error ticket / error oracle)", ".2f"),
+        Claim(name="error-rises-below-teacher-size",
+              statement=f"Below the teacher's {c.teacher_fraction:.0%} the test error rises, for every N (a check: a mask "
+                        "that cannot hold the teacher cannot fit it).",
+              holds=_all_of(rises), statistic=f"mean log(error at {rem[-1]:.1f}% / at {rem[k20]:.1f}%): " + _describe(rises),
+              rule="paired t 95% CI above 0 at every N"),
+        high.claim("small-N-stays-high",
+                   f"At N = {small} the test error stays high at every sparsity (paper Fig. 6).",
+                   f"mean over problems of log10(lowest error over the rounds), t 95% CI above log10({HIGH_ERROR:g})",
+                   "mean log10 lowest error", ".2f"),
+        rec.claim("magnitude-pruning-finds-proper-student",
+                  f"With enough samples (N = {max(c.support_N_values)}), pruning the dense AGD solution to "
+                  f"1 - r*/d = {1 - c.teacher_fraction:.0%} keeps every teacher weight (Section 4.1).",
+                  f"Wilson 95% CI of the exact recovery rate at or above {RECOVERY_LEVEL:g}", "recovery rate", ".2f"),
     ]
 
 
+def control_summary(result: IMPSyntheticResult) -> pd.DataFrame:
+    """Per (N, round, kind): the geometric mean test error with its t 95% interval over problems, and the
+    teacher weights the mask keeps; kind is the IMP ticket or one of the two controls."""
+    imp = result.imp.assign(kind="imp ticket")
+    ctl = result.controls.assign(kind=result.controls["control"] + " mask")
+    rows = []
+    for (N, k, kind), g in pd.concat([imp, ctl]).groupby(["N", "round", "kind"]):
+        est, lo, hi = rules.mean_interval(np.log10(g["test_error"].to_numpy()))
+        rows.append(dict(N=N, round=k, kind=kind, remaining=g["remaining"].iloc[0], error_geomean=10**est,
+                         error_low=10**lo, error_high=10**hi, teacher_kept=g["teacher_kept"].mean(),
+                         at_cap=int((g["status"] == "max_iter").sum()), problems=len(g)))
+    return pd.DataFrame(rows).set_index(["N", "round", "kind"])
+
+
 def plot_figure6(result: IMPSyntheticResult):
-    """(a) median test error against remaining % per N (band: quartiles); (b) teacher weights kept."""
+    """(a) IMP's test error against remaining % per N (geometric mean, 95% band over problems); (b) IMP against
+    the random and oracle masks at the two largest N; (c) teacher weights kept by IMP's and the random masks."""
     c = result.config
-    s = imp_summary(result).reset_index()
+    s = control_summary(result).reset_index()
     colors = sequential_colors(len(c.N_values))
-    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(10.5, 4))
+    fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(15, 4.2))
     for color, N in zip(colors, c.N_values):
-        g = s[s["N"] == N]
-        ax_a.plot(g["remaining"], g["error_median"], marker="o", ms=3.5, color=color, label=f"N = {N}")
-        ax_a.fill_between(g["remaining"], g["error_q25"], g["error_q75"], color=color, alpha=0.2, linewidth=0)
-        ax_b.plot(g["remaining"], g["teacher_kept"] * 100, marker="o", ms=3.5, color=color, label=f"N = {N}")
-    for ax in (ax_a, ax_b):
+        g = s[(s["N"] == N) & (s["kind"] == "imp ticket")]
+        ax_a.plot(g["remaining"], g["error_geomean"], marker="o", ms=3.5, color=color, label=f"N = {N}")
+        ax_a.fill_between(g["remaining"], g["error_low"], g["error_high"], color=color, alpha=0.2, linewidth=0)
+        ax_c.plot(g["remaining"], g["teacher_kept"] * 100, marker="o", ms=3.5, color=color, label=f"IMP, N = {N}")
+    r = s[(s["kind"] == "random mask") & (s["N"] == max(c.N_values))]
+    ax_c.plot(r["remaining"], r["teacher_kept"] * 100, color="0.3", ls=":", label="random mask")
+    styles = {"imp ticket": ("-", "o"), "random mask": (":", "x"), "oracle mask": ("--", "s")}
+    for color, N in zip(colors[-2:], c.N_values[-2:]):
+        for kind, (ls, marker) in styles.items():
+            g = s[(s["N"] == N) & (s["kind"] == kind)]
+            ax_b.plot(g["remaining"], g["error_geomean"], ls=ls, marker=marker, ms=3.5, color=color,
+                      label=f"{kind}, N = {N}")
+            ax_b.fill_between(g["remaining"], g["error_low"], g["error_high"], color=color, alpha=0.12, linewidth=0)
+    for ax in (ax_a, ax_b, ax_c):
         ax.axvline(c.teacher_fraction * 100, color="0.3", ls="--", lw=1)
         ax.set_xlim(102, 0)
         ax.set_xlabel("remaining weights (% of the dense network)")
-    ax_a.set_yscale("log")
-    ax_a.set_ylabel(r"test error (MSE / $E_y^2$)")
-    ax_a.set_title("(a) test error of IMP tickets (median, quartile band)", loc="left")
+    for ax in (ax_a, ax_b):
+        ax.set_yscale("log")
+        ax.set_ylabel(r"test error (MSE / $E_y^2$)")
+    ax_a.set_title(f"(a) IMP tickets ({c.trials} problems, geo. mean, 95% band)", loc="left")
+    ax_b.set_title("(b) the ticket against the two controls", loc="left")
     ax_a.legend(fontsize=8)
-    ax_b.set_ylabel("teacher weights kept by the mask (%)")
-    ax_b.set_title(f"(b) mask vs teacher support (dashed: r*/d = {c.teacher_fraction:.0%})", loc="left")
-    ax_b.set_ylim(-2, 102)
+    ax_b.legend(fontsize=7)
+    ax_c.set_ylabel("teacher weights kept by the mask (%)")
+    ax_c.set_title(f"(c) mask vs teacher (dashed: r*/d = {c.teacher_fraction:.0%})", loc="left")
+    ax_c.set_ylim(-2, 102)
+    ax_c.legend(fontsize=7)
     return fig
 
 
@@ -339,5 +492,6 @@ def plot_support(result: IMPSyntheticResult):
     return fig
 
 
-CHAPTER = ChapterSpec("imp_synthetic", "Lottery tickets on synthetic data: magnitude pruning and IMP", IMPConfig, IMPSyntheticResult, run, check_claims,
-                      {"Fig. 6": plot_figure6, "support recovery": plot_support})
+CHAPTER = ChapterSpec("imp_synthetic", "Lottery tickets on synthetic data: magnitude pruning and IMP", IMPConfig,
+                      IMPSyntheticResult, run, check_claims, {"Fig. 6": plot_figure6, "support recovery": plot_support},
+                      sweeps=sweeps)
