@@ -59,7 +59,7 @@ def _synthetic(ticket_vs_dense: float, ticket_vs_random: float, ticket_vs_oracle
                recovered: int = 40, support_trials: int = 40):
     """A result table with chosen log error ratios (plus noise) at the teacher-size round."""
     c = imp.IMPConfig(d=10, K=2, r_star=2, N_values=(50, 500), trials=problems, rounds=8, rate=0.2,
-                      support_N_values=(500,), support_trials=support_trials)
+                      support_N_values=(500,), support_trials=support_trials, long_N_values=(), long_trials=1)
     k20 = imp._round_at_teacher(c)
     rem = imp.expected_remaining(c)
     rng = np.random.default_rng(0)
@@ -79,7 +79,7 @@ def _synthetic(ticket_vs_dense: float, ticket_vs_random: float, ticket_vs_oracle
                                              teacher_kept=1.0, status="converged", iterations=10))
     support = pd.DataFrame([dict(N=500, trial=t, recovered=t < recovered) for t in range(support_trials)])
     return imp.IMPSyntheticResult(config=c, imp=pd.DataFrame(imp_rows), controls=pd.DataFrame(ctl_rows),
-                                  support=support)
+                                  support=support, imp_long=pd.DataFrame())
 
 
 def _verdicts(res):
@@ -113,3 +113,16 @@ def test_imp_matched_overlap_ignores_neuron_order():
     mask[[2, 3], 0] = 1  # student neuron 0 holds teacher neuron 1
     mask[[0, 1], 1] = 1
     assert imp._matched_overlap(mask, omega) == 4
+
+
+def test_cap_check_reruns_the_same_problems_with_a_longer_cap(imp_result):
+    c = imp_result.config
+    long = imp_result.imp_long
+    assert set(long["N"]) == set(c.long_N_values) and long["trial"].nunique() == c.long_trials
+    assert long["iterations"].max() <= c.long_max_iter and (long["iterations"] >= 0).all()
+    ce = imp.cap_effect(imp_result)
+    assert len(ce) == len(c.long_N_values) * (c.rounds + 1)
+    # same problems and start: a training that stopped before the shorter cap is the same training
+    both = long.merge(imp_result.imp, on=["N", "trial", "round"], suffixes=("_long", ""))
+    early = both[(both["status"] == "converged") & (both["round"] == 0)]
+    assert np.array_equal(early["test_error"], early["test_error_long"])

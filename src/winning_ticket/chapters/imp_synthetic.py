@@ -75,15 +75,28 @@ class IMPConfig(ChapterConfig):
                                               low=1, item="N")
     support_trials: int = param(20, "independent problems per N (support recovery)", low=1)
     lam: float = param(0.5, "relative distance of the dense student's start", low=0.0)
+    long_N_values: tuple[int, ...] = param((1000, 2000), "N of the cap check: IMP rerun with a longer cap", low=1,
+                                           item="N", min_len=0)
+    long_trials: int = param(5, "problems per N of the cap check (the first of the main run's)", low=1)
+    long_max_iter: int = param(ITERATION_CAP, "iteration cap per round of the cap check", low=1)
     seed: int = param(2021, "base seed of every random stream", low=0)
     profile: str = "custom"
 
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": dict(d=40, K=3, r_star=8, N_values=(60, 400), trials=3, max_iter=1500, n_test=2000,
-                      support_N_values=(100, 800), support_trials=3),
+                      support_N_values=(100, 800), support_trials=3, long_N_values=(400,), long_trials=1,
+                      long_max_iter=3000),
         "book": dict(N_values=(100, 500, 1000, 2000), trials=4, max_iter=3000,
-                     support_N_values=(250, 500, 1000, 2000), support_trials=8),
+                     support_N_values=(250, 500, 1000, 2000), support_trials=8, long_N_values=(1000,), long_trials=2),
+        "evidence": dict(N_values=(100, 500, 1000, 2000), trials=10, max_iter=3000,
+                         support_N_values=(250, 500, 1000, 2000, 5000), support_trials=40),
     }
+
+    def validate(self) -> None:
+        if self.long_trials > self.trials:
+            raise ValueError(f"long_trials = {self.long_trials} must be at most trials = {self.trials}")
+        if not set(self.long_N_values) <= set(self.N_values):
+            raise ValueError(f"long_N_values = {self.long_N_values} must be a subset of N_values = {self.N_values}")
 
 
     @property
@@ -231,25 +244,29 @@ def support_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> l
 @dataclass(kw_only=True)
 class IMPSyntheticResult(ChapterResult):
     """IMP rounds (``imp``: one row per (N, trial, round)), the controls at the same sparsity (``controls``: one
-    row per (N, trial, round, control)) and support recovery (``support``: one row per (N, trial))."""
+    row per (N, trial, round, control)), support recovery (``support``: one row per (N, trial)) and the cap
+    check (``imp_long``: IMP on the first problems with the longer cap ``long_max_iter``)."""
 
-    TABLES: ClassVar[tuple[str, ...]] = ("imp", "controls", "support")
+    TABLES: ClassVar[tuple[str, ...]] = ("imp", "controls", "support", "imp_long")
     config: IMPConfig
     imp: pd.DataFrame
     controls: pd.DataFrame
     support: pd.DataFrame
+    imp_long: pd.DataFrame
 
 
 def sweeps(config: IMPConfig) -> list[SweepPlan]:
-    """IMP and its controls (one unit per N and ``trials_per_unit`` problems; the controls see IMP's problems,
-    starts and test data: trial seeds keyed by N only) and the support-recovery sweep."""
+    """IMP and its controls (one unit per N and up to 5 problems; the controls and the cap check see IMP's
+    problems, starts and test data: trial seeds keyed by N only) and the support-recovery sweep."""
     c = config
     common = dict(d=c.d, K=c.K, r_star=c.r_star, noise_level=c.noise_level, eta=c.eta, beta=c.beta,
                   max_iter=c.max_iter)
     imp = tuple(dict(common, N=N, rounds=c.rounds, rate=c.rate, init_scale=c.init_scale, n_test=c.n_test)
                 for N in c.N_values)
     per = max(1, min(c.trials, 5))
+    long = tuple(dict(t, max_iter=c.long_max_iter) for t in imp if t["N"] in c.long_N_values)
     return [SweepPlan(f"imp-synthetic-{c.profile}", imp_task, imp, c.trials, c.seed, ("N",), per, "imp"),
+            SweepPlan(f"imp-long-{c.profile}", imp_task, long, c.long_trials, c.seed, ("N",), 1, "imp_long"),
             SweepPlan(f"imp-controls-{c.profile}", control_task, imp, c.trials, c.seed, ("N",), per, "controls"),
             SweepPlan(f"imp-support-{c.profile}", support_task, tuple(dict(common, N=N, lam=c.lam)
                                                                      for N in c.support_N_values),
@@ -421,6 +438,28 @@ def check_claims(result: IMPSyntheticResult) -> list[Claim]:
                   f"1 - r*/d = {1 - c.teacher_fraction:.0%} keeps every teacher weight (Section 4.1).",
                   f"Wilson 95% CI of the exact recovery rate at or above {RECOVERY_LEVEL:g}", "recovery rate", ".2f"),
     ]
+
+
+def cap_effect(result: IMPSyntheticResult) -> pd.DataFrame:
+    """The cap check: per (N, round), the test error of the same problems' IMP with the main cap and the longer
+    one (geometric means), their mean log ratio, and how many trainings each cap stopped."""
+    c = result.config
+    if result.imp_long.empty:
+        return pd.DataFrame()
+    key = ["N", "trial", "round"]
+    both = result.imp_long.merge(result.imp, on=key, suffixes=("_long", ""))
+    rows = []
+    for (N, k), g in both.groupby(["N", "round"]):
+        lr = np.log(g["test_error_long"].to_numpy()) - np.log(g["test_error"].to_numpy())
+        rows.append(dict(N=N, round=k, remaining=g["remaining"].iloc[0], problems=len(g),
+                         error_geomean=float(np.exp(np.log(g["test_error"]).mean())),
+                         error_long_geomean=float(np.exp(np.log(g["test_error_long"]).mean())),
+                         mean_log_ratio=float(lr.mean()),
+                         at_cap=int((g["status"] == "max_iter").sum()),
+                         at_long_cap=int((g["status_long"] == "max_iter").sum())))
+    out = pd.DataFrame(rows).set_index(["N", "round"])
+    out.attrs["caps"] = (c.max_iter, c.long_max_iter)
+    return out
 
 
 def control_summary(result: IMPSyntheticResult) -> pd.DataFrame:
