@@ -38,3 +38,19 @@ def test_constraints_agree_with_requirements():
     for name, version in _requirements().items():
         assert constraints.get(name) == version, f"{name}: constraints.txt has {constraints.get(name)}, requirements {version}"
     assert not any(name.startswith("nvidia-") for name in constraints), "a CUDA build of torch crept in"
+
+
+def test_citation_file_cites_the_book_and_the_paper():
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    cff = yaml.safe_load((root / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["title"] and cff["authors"]
+    paper = cff["preferred-citation"]
+    assert "Why Lottery Ticket Wins" in paper["title"] and paper["year"] == 2021
+    assert [a["family-names"] for a in paper["authors"]] == ["Zhang", "Wang", "Liu", "Chen", "Xiong"]
+    import tomllib
+
+    version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    assert cff["version"] == version  # the book's version is the package's
+    assert "CITATION.cff" in (root / "book" / "intro.md").read_text()
