@@ -104,7 +104,7 @@ class LandscapeConfig(ChapterConfig):
                       n_fresh=300),
         "book": dict(r_values=(25, 100, 256, 484), ratio_r_values=(25, 100, 256), trials=2, paper_trials=1,
                      lams=(0.1, 0.3, 1.0, 4.0, 16.0), paper_lams=(0.1, 1.0, 16.0)),
-        "evidence": dict(trials=5, ratio_r_values=(25, 49, 100, 169, 256)),
+        "evidence": dict(trials=5),
     }
 
     def validate(self) -> None:
