@@ -482,7 +482,7 @@ def plot_figure6(result: IMPSyntheticResult):
     c = result.config
     s = control_summary(result).reset_index()
     colors = sequential_colors(len(c.N_values))
-    fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(16, 4.6))
     for color, N in zip(colors, c.N_values):
         g = s[(s["N"] == N) & (s["kind"] == "imp ticket")]
         ax_a.plot(g["remaining"], g["error_geomean"], marker="o", ms=3.5, color=color, label=f"N = {N}")
@@ -504,12 +504,12 @@ def plot_figure6(result: IMPSyntheticResult):
     for ax in (ax_a, ax_b):
         ax.set_yscale("log")
         ax.set_ylabel(r"test error (MSE / $E_y^2$)")
-    ax_a.set_title(f"(a) IMP tickets ({c.trials} problems, geo. mean, 95% band)", loc="left")
-    ax_b.set_title("(b) the ticket against the two controls", loc="left")
+    ax_a.set_title("(a) IMP tickets (geometric mean, 95% band)", loc="left")
+    ax_b.set_title("(b) ticket vs random and oracle masks", loc="left")
     ax_a.legend(fontsize=8)
     ax_b.legend(fontsize=7)
     ax_c.set_ylabel("teacher weights kept by the mask (%)")
-    ax_c.set_title(f"(c) mask vs teacher (dashed: r*/d = {c.teacher_fraction:.0%})", loc="left")
+    ax_c.set_title(f"(c) teacher weights in the mask (r*/d = {c.teacher_fraction:.0%})", loc="left")
     ax_c.set_ylim(-2, 102)
     ax_c.legend(fontsize=7)
     return fig

@@ -373,7 +373,7 @@ def falls_with_sqrt_r(per_problem: pd.DataFrame, value: str, *, seed: int) -> ru
                                                seed=seed, n_boot=BOOTSTRAP)
     d = rules.below(slope, lo, hi, units, 0.0)
     resolved = _resolved_r(per_problem)
-    if d.verdict != INCONCLUSIVE and len(resolved) < 2:
+    if units >= 5 and len(resolved) < 2:
         return rules.Decision(INCONCLUSIVE, slope, lo, hi, units,
                               f"the grid censors the value at all but {len(resolved)} r (it cannot locate it)")
     return d
@@ -516,47 +516,51 @@ def _map(ax, runs: pd.DataFrame, r_values, lams, title: str, trials: int):
 
 
 def plot_figure2(result: LandscapeResult):
-    """(a), (b): success maps at fixed N and at fixed N/(rK) (white = every problem succeeds); (c) median λ*
-    and curvature radius per r with the problems' range; (d) where the failed runs ended."""
+    """(a), (b): success maps at fixed N and at fixed N/(rK) (white = every problem succeeds); (c) per-problem
+    boundary λ* of each arm and the curvature radius (median, range over problems); (d) where the failed runs ended."""
     c = result.config
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.3), gridspec_kw={"width_ratios": [1, 1, 1.15, 1.05]})
-    _map(axes[0], result.runs, c.r_values, c.lams, f"(a) fixed N = {c.N}, η = {c.eta:g}", c.trials)
-    im = _map(axes[1], result.ratio_runs, c.ratio_r_values, c.lams, f"(b) fixed N = {c.ratio:g} rK", c.trials)
-    axes[0].set_ylabel(r"initial distance $\lambda = \|W^{(0)}-W^*\|_F/\|W^*\|_F$")
-    fig.colorbar(im, ax=axes[1], label=f"success rate ({c.trials} problems per cell)")
-    ax = axes[2]
+    fig, axes = plt.subplots(2, 2, figsize=(12.5, 9.5))
+    (ax_a, ax_b), (ax_c, ax_d) = axes
+    _map(ax_a, result.runs, c.r_values, c.lams, f"(a) fixed N = {c.N}, η = {c.eta:g}", c.trials)
+    im = _map(ax_b, result.ratio_runs, c.ratio_r_values, c.lams, f"(b) N = {c.ratio:g} rK, η = {c.eta:g}", c.trials)
+    ax_a.set_ylabel(r"initial distance $\lambda = \|W^{(0)}-W^*\|_F/\|W^*\|_F$")
+    fig.colorbar(im, ax=[ax_a, ax_b], label=f"success rate ({c.trials} problems per cell)", fraction=0.03, pad=0.02)
     b = problem_boundaries(result.all_runs())
     rad = curvature_radii(result.curvature)
-    series = [(b, "fixed N", "lam_star", "o", "-", PALETTE[0], f"λ*, fixed N, η = {c.eta:g}"),
-              (b, "paper step", "lam_star", "v", "-", PALETTE[3], f"λ*, fixed N, η = {c.paper_eta:g}"),
+    floor = min(c.lams) / 2  # where a boundary below the grid is drawn
+    series = [(b, "fixed N", "lam_star", "o", "-", PALETTE[0], f"λ*, N = {c.N}, η = {c.eta:g}"),
+              (b, "paper step", "lam_star", "v", "-", PALETTE[5], f"λ*, N = {c.N}, η = {c.paper_eta:g} (λ ≤ {max(c.paper_lams):g})"),
               (b, "fixed ratio", "lam_star", "s", "-", PALETTE[1], f"λ*, N = {c.ratio:g} rK"),
-              (rad, "fixed N", "radius", "^", "--", PALETTE[2], "curvature radius, fixed N"),
+              (rad, "fixed N", "radius", "^", "--", PALETTE[2], f"curvature radius, N = {c.N}"),
               (rad, "fixed ratio", "radius", "D", "--", PALETTE[4], f"curvature radius, N = {c.ratio:g} rK")]
     for df, arm, col, marker, ls, color, label in series:
-        g = df[df["arm"] == arm].groupby("sqrt_r")[col]
+        g = df[df["arm"] == arm].assign(v=lambda x: x[col].clip(lower=floor)).groupby("sqrt_r")["v"]
         med, lo, hi = g.median(), g.min(), g.max()
-        ax.errorbar(med.index, med, yerr=[med - lo, hi - med], marker=marker, ls=ls, color=color, capsize=2, ms=4,
-                    lw=1, label=label)
-    ax.axhline(max(c.lams), color="0.6", lw=0.8, ls=":")
-    ax.set_yscale("symlog", linthresh=0.1)
-    label_axes(ax, r"$\sqrt{r}$", r"relative distance $\lambda$ (median, range over problems)",
-               "(c) boundary and curvature radius")
-    ax.legend(fontsize=7, loc="lower left")
-    ax = axes[3]
+        ax_c.errorbar(med.index, med, yerr=[med - lo, hi - med], marker=marker, ls=ls, color=color, capsize=2, ms=4,
+                      lw=1, label=label)
+    ax_c.axhline(max(c.lams), color="0.6", lw=0.8, ls=":")
+    ax_c.text(ax_c.get_xlim()[0], max(c.lams) * 1.08, " top of the λ grid: the boundary is at least this", fontsize=7,
+              color="0.4")
+    ax_c.axhline(floor, color="0.6", lw=0.8, ls=":")
+    ax_c.set_yscale("log")
+    ax_c.set_ylim(floor / 1.5, max(c.lams) * 1.6)
+    label_axes(ax_c, r"$\sqrt{r}$", r"relative distance $\lambda$ (median and range over problems)",
+               "(c) boundary λ* and curvature radius")
+    ax_c.legend(fontsize=7, loc="lower left")
     d = failure_diagnosis(result)
     for (arm, marker), color in zip((("fixed N", "o"), ("fixed ratio", "s")), (PALETTE[0], PALETTE[1])):
         g = d[d["arm"] == arm]
-        ax.scatter(g["train_risk"].clip(lower=1e-12), g["fresh_risk"].clip(lower=1e-12), marker=marker, s=12,
-                   color=color, alpha=0.7, label=f"failed runs, {arm}")
-    lim = np.array([1e-8, 10.0])
-    ax.plot(lim, lim, color="0.4", lw=0.8, label="fresh = training risk")
-    ax.plot(lim, lim / OVERFIT_FACTOR, color="0.4", lw=0.8, ls="--", label=f"fresh = training / {OVERFIT_FACTOR:g}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(*lim)
-    ax.set_ylim(1e-4, 10)
-    label_axes(ax, r"training risk at the end (relative to $\frac{1}{2}E[y^2]$)",
-               "fresh-data risk (relative)", "(d) where the failed runs ended", legend=True)
+        ax_d.scatter(g["train_risk"].clip(lower=1e-12), g["fresh_risk"].clip(lower=1e-12), marker=marker, s=14,
+                     color=color, alpha=0.7, label=f"failed runs, {arm}")
+    lim = np.array([1e-6, 10.0])
+    ax_d.plot(lim, lim, color="0.4", lw=0.8, label="fresh = training risk")
+    ax_d.plot(lim, lim / OVERFIT_FACTOR, color="0.4", lw=0.8, ls="--", label=f"fresh = training / {OVERFIT_FACTOR:g}")
+    ax_d.set_xscale("log")
+    ax_d.set_yscale("log")
+    ax_d.set_xlim(*lim)
+    ax_d.set_ylim(1e-3, 10)
+    label_axes(ax_d, r"training risk at the end (relative to $\frac{1}{2}E[y^2]$)",
+               r"fresh-data risk (relative to $\frac{1}{2}E[y^2]$)", "(d) where the failed runs ended", legend=True)
     return fig
 
 
