@@ -389,7 +389,7 @@ def _curvature_ratio(x: np.ndarray, y: np.ndarray) -> float:
 
 def linear_in_sqrt_r(per_problem: pd.DataFrame, *, seed: int) -> rules.Decision:
     """The claim "λ* falls linearly in √r", on the r where most problems have λ* inside the grid
-    (at least 3): the relative curvature κ of a quadratic fit (:func:`_curvature_ratio`) with a
+    (at least 3): the relative curvature κ of a quadratic fit (``_curvature_ratio``) with a
     bootstrap 95% interval over problems inside ``LINEAR_BAND``: SUPPORTED; outside it: NOT
     SUPPORTED; otherwise INCONCLUSIVE."""
     resolved = _resolved_r(per_problem)
