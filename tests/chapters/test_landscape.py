@@ -133,7 +133,6 @@ def _result(runs_fail_kind: str, rescued: bool, trials: int = 6):
             for t in range(ntr):
                 for lam in lams:
                     fail = r == 9 and lam == 2.0
-                    ok = not fail or (arm == "fixed N" and rescued and False)
                     train, fresh = (1e-4, 0.2) if runs_fail_kind == "overfit" else (0.3, 0.31)
                     out.append(dict(arm=arm, N=N(r), r=r, sqrt_r=np.sqrt(r), lam=lam, eta=eta, trial=t,
                                     success=(not fail) or (arm == "fixed N" and rescued), status="max_iter",

@@ -42,8 +42,8 @@ from ..algorithms.pruning import remaining_counts, run_imp
 from ..algorithms.teacher_student import dense_student, make_problem, starts_along, teacher_output
 from ..experiments import rules
 from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec, SweepPlan, param
-from ..experiments.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim
-from ..experiments.plotting import PALETTE, sequential_colors
+from ..experiments.claims import NOT_SUPPORTED, SUPPORTED, Claim
+from ..experiments.plotting import sequential_colors
 from ..experiments.seeding import numpy_rng, seed_sequence
 
 ORACLE_BAND = (-float(np.log(2.0)), float(np.log(2.0)))
