@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..algorithms.engine import torch_threads
 from .sweep import _run_unit, algorithm_modules, package_digest, task_key
 from .validation import check_int
 
@@ -334,7 +335,8 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
                 if (k, lo) in done:
                     continue
                 done.add((k, lo))
-                rows = _run_unit(plan.fn, keyed[k], plan.seed, group, plan.seed_keys)
+                with torch_threads(1):  # as archived: one thread per worker (LAPACK results depend on it)
+                    rows = _run_unit(plan.fn, keyed[k], plan.seed, group, plan.seed_keys)
                 old = table[(table["task_key"] == k) & table["trial"].isin(group)].to_dict("records")
                 checked += 1
                 if len(rows) != len(old):
