@@ -41,7 +41,7 @@ from ..algorithms.engine import batched_hessian, run_agd_batched, stack_problems
 from ..algorithms.pruning import remaining_counts, run_imp
 from ..algorithms.teacher_student import dense_student, make_problem, starts_along, teacher_output
 from ..experiments import rules
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec, SweepPlan, param
+from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec, SweepPlan, param, run_plans
 from ..experiments.claims import NOT_SUPPORTED, SUPPORTED, Claim
 from ..experiments.plotting import sequential_colors
 from ..experiments.seeding import numpy_rng, seed_sequence
@@ -276,12 +276,7 @@ def sweeps(config: IMPConfig) -> list[SweepPlan]:
 def run(config: IMPConfig, *, executor: Executor | None = None, cache_dir=None,
         progress: bool | None = None) -> IMPSyntheticResult:
     """Run IMP, its controls and the support-recovery experiment."""
-    tables, seconds = {}, 0.0
-    for plan in sweeps(config):
-        sweep = plan.run(executor=executor, cache_dir=cache_dir, progress=progress)
-        tables[plan.table] = sweep.runs
-        seconds += sweep.seconds
-    return IMPSyntheticResult(config=config, seconds=seconds, **tables)
+    return run_plans(sweeps(config), IMPSyntheticResult, config, executor=executor, cache_dir=cache_dir, progress=progress)
 
 
 def expected_remaining(config: IMPConfig) -> np.ndarray:

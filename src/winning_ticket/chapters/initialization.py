@@ -35,7 +35,7 @@ from ..algorithms.engine import run_agd_batched
 from ..algorithms.teacher_student import Problem, make_problem, starts_along
 from ..algorithms.tensor_init import TensorInitWarning, step_errors, tensor_initialization
 from ..experiments import rules
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec, SweepPlan, param
+from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec, SweepPlan, param, run_plans
 from ..experiments.claims import Claim, inconclusive
 from ..experiments.plotting import PALETTE, label_axes
 from ..experiments.seeding import numpy_rng, seed_sequence
@@ -194,9 +194,7 @@ def sweeps(config: InitConfig) -> list[SweepPlan]:
 
 def run(config: InitConfig, *, executor: Executor | None = None, cache_dir=None, progress: bool | None = None) -> InitResult:
     """Run the four sweeps: error against N, against r, over the (K, r) grid, and AGD from three starts."""
-    done = {plan.table: plan.run(executor=executor, cache_dir=cache_dir, progress=progress) for plan in sweeps(config)}
-    return InitResult(config=config, seconds=sum(r.seconds for r in done.values()),
-                      **{name: r.runs for name, r in done.items()})
+    return run_plans(sweeps(config), InitResult, config, executor=executor, cache_dir=cache_dir, progress=progress)
 
 
 def _quartiles(df: pd.DataFrame, by: str, column: str = "init_error") -> pd.DataFrame:

@@ -46,7 +46,7 @@ from ..algorithms.engine import (batched_gradient, batched_hessian, batched_risk
                                  stack_problems)
 from ..algorithms.teacher_student import Problem, make_problem, starts_along, teacher_output
 from ..experiments import rules
-from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec, SweepPlan, param
+from ..experiments.chapter import ChapterConfig, ChapterResult, ChapterSpec, SweepPlan, param, run_plans
 from ..experiments.claims import INCONCLUSIVE, Claim
 from ..experiments.plotting import PALETTE, label_axes
 from ..experiments.seeding import numpy_rng, seed_sequence
@@ -241,12 +241,7 @@ def sweeps(config: LandscapeConfig) -> list[SweepPlan]:
 def run(config: LandscapeConfig, *, executor: Executor | None = None, cache_dir=None,
         progress: bool | None = None) -> LandscapeResult:
     """Run the three arms and the curvature sweep (tasks choose their device: ``$WT_DEVICE``, else CUDA when available)."""
-    tables, seconds = {}, 0.0
-    for plan in sweeps(config):
-        sweep = plan.run(executor=executor, cache_dir=cache_dir, progress=progress)
-        tables[plan.table] = sweep.runs
-        seconds += sweep.seconds
-    return LandscapeResult(config=config, seconds=seconds, **tables)
+    return run_plans(sweeps(config), LandscapeResult, config, executor=executor, cache_dir=cache_dir, progress=progress)
 
 
 # --- summaries ----------------------------------------------------------------------------------
@@ -491,7 +486,7 @@ def check_claims(result: LandscapeResult) -> list[Claim]:
         "risk; t 95% CI of the mean over problems above 0.5", "mean fraction", ".2f"))
     rescue = rescue_table(result)
     ok_col = f"success at η={c.eta:g}"
-    frac = rescue.groupby("trial" if rescue.empty else ["r", "trial"])[ok_col].mean().to_numpy(float)
+    frac = rescue.groupby(["r", "trial"])[ok_col].mean().to_numpy(float)
     est, lo, hi = rules.mean_interval(frac)
     claims.append(rules.above(est, lo, hi, len(frac), RESCUE_LEVEL).claim(
         "paper-step-failures-are-the-cap",

@@ -174,6 +174,14 @@ class SweepPlan:
                          progress=progress, seed_keys=self.seed_keys)
 
 
+def run_plans(plans, result: type[ChapterResult], config: ChapterConfig, *, executor=None, cache_dir=None,
+              progress=None) -> ChapterResult:
+    """Run every :class:`SweepPlan` of a chapter and gather their tables into its ``result`` class
+    (``seconds``: the sum of the sweeps' wall times)."""
+    done = {plan.table: plan.run(executor=executor, cache_dir=cache_dir, progress=progress) for plan in plans}
+    return result(config=config, seconds=sum(r.seconds for r in done.values()), **{t: r.runs for t, r in done.items()})
+
+
 @dataclass(frozen=True)
 class ChapterSpec:
     """What a chapter module registers as ``CHAPTER``: its name and the protocol's pieces."""
