@@ -66,3 +66,50 @@ def fit_rates(histories: np.ndarray, window: tuple[float, float] = WINDOW) -> tu
         np.array([f.rate for f in fits]).reshape(shape),
         np.array([f.r2 for f in fits]).reshape(shape),
     )
+
+
+# --- the local (quadratic) theory of the rate ------------------------------------------------
+#
+# Near W* the noiseless risk is a quadratic with Hessian H = H(W*), and the AGD recursion (4),
+# W(t+1) = W(t) - eta grad f(W(t)) + beta (W(t) - W(t-1)), acts on each eigen-direction of H with
+# eigenvalue h as the 2x2 matrix [[1 + beta - eta h, -beta], [1, 0]].  Its roots solve
+#     z^2 - (1 + beta - eta h) z + beta = 0,
+# and the asymptotic rate nu is the largest root modulus over the spectrum of H.  The modulus is
+# sqrt(beta) where the roots are complex and grows away from that interval, so the largest one
+# is attained at h = mu (the smallest eigenvalue) or h = L (the largest).
+
+
+def heavy_ball_rate(eta: float, beta: float, mu: float, L: float) -> float:
+    r"""Asymptotic rate :math:`\nu` of the recursion (4) on a quadratic whose Hessian has spectrum in :math:`[\mu, L]`.
+
+    The largest modulus of a root of :math:`z^2 - (1 + \beta - \eta h) z + \beta = 0` over
+    :math:`h \in \{\mu, L\}`; ``beta = 0`` gives gradient descent's :math:`\max(|1-\eta\mu|, |1-\eta L|)`.
+    A value above 1 means the recursion diverges.
+    """
+    eta = check_real("eta", eta, 0.0, low_open=True)
+    beta = check_real("beta", beta, 0.0, 1.0, high_open=True)
+    mu = check_real("mu", mu, 0.0, low_open=True)
+    L = check_real("L", L, mu)
+    out = 0.0
+    for h in (mu, L):
+        roots = np.roots([1.0, -(1.0 + beta - eta * h), beta])
+        out = max(out, float(np.max(np.abs(roots))))
+    return out
+
+
+def best_gd_step(mu: float, L: float) -> float:
+    r"""Gradient descent's best constant step on the quadratic, :math:`2/(L+\mu)`; its rate is
+    :math:`(\kappa-1)/(\kappa+1)` with :math:`\kappa = L/\mu`.  The step is just under the stability limit :math:`2/L`."""
+    mu = check_real("mu", mu, 0.0, low_open=True)
+    L = check_real("L", L, mu)
+    return 2.0 / (L + mu)
+
+
+def polyak_parameters(mu: float, L: float) -> tuple[float, float]:
+    r"""Polyak's heavy-ball parameters :math:`\eta = 4/(\sqrt L + \sqrt\mu)^2`,
+    :math:`\beta = ((\sqrt\kappa - 1)/(\sqrt\kappa + 1))^2`; their rate is :math:`(\sqrt\kappa-1)/(\sqrt\kappa+1)`,
+    the momentum counterpart of Theorem 2's :math:`\nu(\beta^*) = 1 - \Theta(1/\sqrt{\cdot})` against GD's :math:`1 - \Theta(1/\cdot)`."""
+    mu = check_real("mu", mu, 0.0, low_open=True)
+    L = check_real("L", L, mu)
+    s = np.sqrt(L / mu)
+    return float(4.0 / (np.sqrt(L) + np.sqrt(mu)) ** 2), float(((s - 1.0) / (s + 1.0)) ** 2)
