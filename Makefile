@@ -65,6 +65,7 @@ book: install
 	@mkdir -p _build; key="$$({ find src -name '*.py'; find results -type f 2>/dev/null; } | sort | xargs cat | sha256sum | cut -c1-16)-$(WT_PROFILE)"; \
 	if [ "$$(cat _build/.exec-key 2>/dev/null)" != "$$key" ]; then rm -rf _build/.jupyter_cache; fi; \
 	echo "$$key" > _build/.exec-key
+	$(PY) tools/status_page.py
 	WT_PROFILE=$(WT_PROFILE) WT_PROGRESS=0 $(VENV)/bin/jupyter-book build -W -n --keep-going .
 	rm -rf _build/html/reports
 	@echo "The book is in _build/html/index.html"
@@ -108,7 +109,7 @@ reproduce: install
 	$(PY) tools/reproduce.py $(if $(CHAPTER),$(CHAPTER),--all) --profile $(PROFILE) --workers $(WORKERS)
 
 audit: install
-	WT_PROGRESS=0 $(PY) tools/audit.py --samples 10
+	WT_PROGRESS=0 $(PY) tools/audit.py --samples 10 --record
 
 # the short audit of `make test`: a few runs per archived chapter
 test-audit: install

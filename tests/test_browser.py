@@ -104,7 +104,7 @@ def test_chapter_figure_and_solution_dropdown(browser):
     caption = page.inner_text("article figure figcaption")
     assert caption.startswith("Fig.") and "paper Fig. 3" in caption
     text = page.inner_text("article")
-    assert "SUPPORTED" in text and "Archived evidence run: profile 'evidence', 20 trials per cell" in text  # provenance shown
+    assert "SUPPORTED" in text and "Archived evidence run: profile 'evidence', 8 trials per cell" in text  # provenance shown
     solution = page.locator("div.solution").first
     content = solution.locator("section, .solution-content, div.section").first
     assert not content.is_visible(), "solutions must start hidden"

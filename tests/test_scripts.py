@@ -19,3 +19,44 @@ def test_script_answers_help(script):
     out = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "usage" in out.stdout.lower()
+
+
+def _status_page():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("status_page", ROOT / "tools" / "status_page.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_status_page_is_current():
+    # generated from results/*/provenance.json, audit.json and the notebooks: regenerate it after archiving
+    assert _status_page().main(["--check"]) == 0, "run `python tools/status_page.py`"
+
+
+def test_the_status_page_reads_the_records(tmp_path, monkeypatch):
+    import json
+
+    from winning_ticket.experiments import archive
+
+    sp = _status_page()
+    text = sp.page()
+    for name in ("landscape", "imp_mnist", "strong_tickets"):
+        assert f"notebooks/{name}`" in text
+    # a recorded audit shows on the page, a failed one loudly
+    monkeypatch.setattr(archive, "RESULTS_DIR", tmp_path)
+    (tmp_path / "landscape").mkdir()
+    report = archive.AuditReport(chapter="landscape", checked=7, mismatches=["task 1: differs"], digest_ok=True, seconds=3.0)
+    path = archive.record_audit(report, samples=10, quick=False)
+    rec = json.loads(path.read_text())
+    assert rec["ok"] is False and rec["checked"] == 7 and archive.last_audit("landscape") == rec
+    assert "**FAILED**: 7 units re-executed" in sp._audit_cell(rec)
+    assert archive.last_audit("noise") is None and "not recorded" in sp._audit_cell(None)
+    # notebook execution time from the committed cell metadata
+    nb = tmp_path / "x.ipynb"
+    nb.write_text(json.dumps({"cells": [
+        {"metadata": {"execution": {"iopub.execute_input": "2026-01-01T00:00:00Z", "shell.execute_reply": "2026-01-01T00:00:02Z"}}},
+        {"metadata": {"execution": {"iopub.execute_input": "2026-01-01T00:00:03Z", "shell.execute_reply": "2026-01-01T00:01:30Z"}}},
+        {"metadata": {}}]}))
+    assert sp.notebook_seconds(nb) == 90.0

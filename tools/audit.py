@@ -1,8 +1,10 @@
 """Audit the evidence archive: re-execute a seeded sample of archived runs and compare exactly.
 
-Usage: python tools/audit.py [--samples 10] [CHAPTER ...]
+Usage: python tools/audit.py [--samples 10] [--record] [CHAPTER ...]
 Fails (exit 1), naming the chapter, when a re-executed run differs from its archived row or
-when the algorithm code is not the code that produced the archive.
+when the algorithm code is not the code that produced the archive.  With ``--record`` (``make
+audit``) each chapter's report is stored as ``results/<chapter>/audit.json``, which the book's
+status page shows.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=10, help="archived units re-executed per chapter (at least one per task)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="the cheapest archived units, no minimum per task (make test)")
+    ap.add_argument("--record", action="store_true", help="store each report in results/<chapter>/audit.json")
     args = ap.parse_args(argv)
     names = args.chapters or [n for n in chapters.NAMES if (archive.archive_dir(n) / "provenance.json").exists()]
     if not names:
@@ -29,6 +32,8 @@ def main(argv=None) -> int:
     for name in names:
         report = archive.audit(chapters.get(name), samples=args.samples, seed=args.seed, quick=args.quick)
         print(report.line(), flush=True)
+        if args.record:
+            archive.record_audit(report, samples=args.samples, quick=args.quick)
         failed += not report.ok
     return 1 if failed else 0
 

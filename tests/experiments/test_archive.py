@@ -15,7 +15,7 @@ from winning_ticket.experiments import archive
 def archived(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     spec = chapters.get("convergence")
-    config = cv.ConvergenceConfig(N=300, d=30, K=2, r_values=(4, 8), trials=3, profile="smoke")
+    config = cv.ConvergenceConfig(N=300, d=30, K=2, r_values=(4, 8), ratio_r_values=(4,), trials=3, profile="smoke")
     result = spec.run(config, progress=False)
     archive.save(spec, result, root=root)
     return spec, result, root
@@ -55,7 +55,7 @@ def test_audit_finds_a_tampered_run(archived, tmp_path):
     spec, result, root = archived
     runs = result.runs.copy()
     runs.loc[:, "final_error"] = runs["final_error"] * (1 + 1e-15) + 1e-300
-    archive.save(spec, cv.ConvergenceResult(config=result.config, runs=runs), root=tmp_path)
+    archive.save(spec, cv.ConvergenceResult(config=result.config, runs=runs, ratio_runs=result.ratio_runs), root=tmp_path)
     report = archive.audit(spec, samples=100, root=tmp_path)
     assert not report.ok and any("final_error" in m for m in report.mismatches)
 
@@ -66,7 +66,7 @@ def test_load_or_run_uses_the_archive_only_for_its_config(archived, monkeypatch)
     same, arch = archive.load_or_run(spec, result.config)
     assert arch is not None and same.runs["final_error"].equals(result.runs["final_error"])
     live, arch = archive.load_or_run(spec, result.config.replace(trials=1), progress=False)
-    assert arch is None and len(live.runs) == 2 * 2 * 1
+    assert arch is None and len(live.runs) == 2 * len(cv.METHODS) * 1
 
 
 def test_missing_archive_says_how_to_make_it(tmp_path):
@@ -77,13 +77,13 @@ def test_missing_archive_says_how_to_make_it(tmp_path):
 def test_quick_audit_takes_the_cheapest_units(archived):
     spec, result, root = archived
     report = archive.audit(spec, samples=2, root=root, quick=True)
-    assert report.ok and report.checked == 2
+    assert report.ok and report.checked == 2 * len(spec.sweeps(result.config))  # per sweep
 
 
 def test_an_incomplete_archive_fails_the_audit(archived, tmp_path):
     spec, result, root = archived
     part = result.runs[result.runs["trial"] != 2].reset_index(drop=True)
-    archive.save(spec, cv.ConvergenceResult(config=result.config, runs=part), root=tmp_path)
+    archive.save(spec, cv.ConvergenceResult(config=result.config, runs=part, ratio_runs=result.ratio_runs), root=tmp_path)
     report = archive.audit(spec, samples=1, root=tmp_path)
     assert not report.ok and any("holds 4 of the 6" in m for m in report.mismatches)
 

@@ -259,6 +259,37 @@ class AuditReport:
                 f" ({self.seconds:.0f} s)" + ("; " + "; ".join(self.mismatches[:4] + fix) if not self.ok else ""))
 
 
+AUDIT_RECORD = "audit.json"
+"""The file in a chapter's archive that records its last audit (written by ``make audit``)."""
+
+
+def record_audit(report: AuditReport, *, samples: int, quick: bool, root: Path | None = None) -> Path:
+    """Store ``report`` as the chapter's last audit (``results/<chapter>/audit.json``, written atomically).
+
+    Re-archiving a chapter replaces its directory, so a record always belongs to the archive beside it.
+    """
+    target = archive_dir(report.chapter, root) / AUDIT_RECORD
+    record = {"chapter": report.chapter, "ok": report.ok, "checked": report.checked, "samples": samples,
+              "quick": quick, "seconds": round(report.seconds, 1), "mismatches": report.mismatches[:10],
+              "git_commit": _git_commit(), "machine": machine(),
+              "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".audit-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def last_audit(name: str, root: Path | None = None) -> dict | None:
+    """The chapter's last recorded audit (:func:`record_audit`), or ``None``."""
+    path = archive_dir(name, root) / AUDIT_RECORD
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and v != v)
 
