@@ -17,7 +17,7 @@ NBVAL_SANITIZE := --nbval-sanitize-with tests/nbval_sanitize.cfg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install book test html-committed test-unit test-notebooks test-browser \
-        test-notebooks-strict notebooks benchmark chromium clean reproduce audit test-audit
+        test-notebooks-strict notebooks benchmark chromium clean reproduce audit test-audit student-notebooks lab
 
 help:
 	@echo "make book                  build the HTML book (executes the chapters; archived chapters read results/)"
@@ -27,6 +27,8 @@ help:
 	@echo "make benchmark             time the batched engine against the numpy reference"
 	@echo "make reproduce CHAPTER=x   run a chapter's evidence run into results/x (all chapters without CHAPTER; PROFILE=evidence, WORKERS=2)"
 	@echo "make audit                 re-execute a sample of every archived run and compare exactly"
+	@echo "make student-notebooks     copies of the chapters without solutions or outputs, in _build/student-notebooks"
+	@echo "make lab CHAPTER=x         open chapter x in JupyterLab (installs JupyterLab into the venv on first use)"
 
 # --- installation ------------------------------------------------------------------------
 $(INSTALLED): requirements-dev.txt constraints.txt pyproject.toml
@@ -114,6 +116,18 @@ audit: install
 # the short audit of `make test`: a few runs per archived chapter
 test-audit: install
 	WT_PROGRESS=0 $(PY) tools/audit.py --samples 3 --quick
+
+# --- for teaching ------------------------------------------------------------------------
+student-notebooks: install
+	$(PY) tools/student_notebooks.py --out _build/student-notebooks
+
+# JupyterLab is not needed to build or test the book, so it is installed on first use only.
+LAB_VERSION = 4.6.6
+lab: install
+	@if [ -n "$(CHAPTER)" ] && [ ! -f notebooks/$(CHAPTER).ipynb ]; then \
+	  echo "error: CHAPTER=$(CHAPTER) is not a chapter; allowed: $$(cd notebooks && ls *.ipynb | sed 's/\.ipynb//' | tr '\n' ' ')" >&2; exit 1; fi
+	@test -x $(VENV)/bin/jupyter-lab || $(PY) -m pip install -q "jupyterlab==$(LAB_VERSION)" -c constraints.txt
+	cd notebooks && WT_PROFILE=$(WT_PROFILE) $(CURDIR)/$(VENV)/bin/jupyter-lab $(if $(CHAPTER),$(CHAPTER).ipynb)
 
 clean:
 	rm -rf _build conf.py book/_static/mathjax

@@ -21,13 +21,17 @@ def test_script_answers_help(script):
     assert "usage" in out.stdout.lower()
 
 
-def _status_page():
+def _load(name):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("status_page", ROOT / "tools" / "status_page.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _status_page():
+    return _load("status_page")
 
 
 def test_the_status_page_is_current():
@@ -60,3 +64,45 @@ def test_the_status_page_reads_the_records(tmp_path, monkeypatch):
         {"metadata": {"execution": {"iopub.execute_input": "2026-01-01T00:00:03Z", "shell.execute_reply": "2026-01-01T00:01:30Z"}}},
         {"metadata": {}}]}))
     assert sp.notebook_seconds(nb) == 90.0
+
+
+def test_student_notebooks_have_exercises_but_no_solutions_or_outputs(tmp_path):
+    import nbformat
+
+    out = subprocess.run([sys.executable, "tools/student_notebooks.py", "--out", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    originals = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert sorted(p.name for p in tmp_path.glob("*.ipynb")) == [p.name for p in originals]
+    for path in originals:
+        orig = nbformat.read(path, as_version=4)
+        copy = nbformat.read(tmp_path / path.name, as_version=4)
+        text = "\n".join(c.source for c in copy.cells if c.cell_type == "markdown")
+        orig_text = "\n".join(c.source for c in orig.cells if c.cell_type == "markdown")
+        assert ":::{solution}" not in text
+        assert text.count(":::{exercise}") == orig_text.count(":::{exercise}") > 0
+        assert text.count("omitted in the student copy") == orig_text.count(":::{solution}")
+        assert all(not c.outputs for c in copy.cells if c.cell_type == "code")
+        assert [c.source for c in copy.cells if c.cell_type == "code"] == [c.source for c in orig.cells if c.cell_type == "code"]
+
+
+def test_strip_solutions_handles_nesting_and_refuses_an_open_block():
+    mod = _load("student_notebooks")
+    text = "a\n:::{exercise}\nq\n:::\n\n::::{solution} x\n:::{note}\nn\n:::\nanswer\n::::\nb"
+    stripped, n = mod.strip_solutions(text)
+    assert n == 1 and "answer" not in stripped and stripped.startswith("a\n:::{exercise}") and stripped.endswith("b")
+    with pytest.raises(ValueError, match="unclosed"):
+        mod.strip_solutions(":::{solution} x\nnever closed")
+
+
+def test_the_course_map_lists_every_exercise_once():
+    import re
+
+    import nbformat
+
+    labels = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+        labels += re.findall(r":::\{exercise\}\n:label: (\S+)", text)
+    listed = re.findall(r"\{ref\}`(ex-[\w-]+)`", (ROOT / "book" / "course.md").read_text())
+    assert sorted(listed) == sorted(labels), "book/course.md must list every exercise exactly once"

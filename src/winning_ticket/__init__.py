@@ -15,6 +15,6 @@ __version__ = "0.1.0"
 
 from .algorithms.networks import DEFAULT_CACHE  # noqa: E402
 from .experiments.claims import Claim, claims_table, verdict_lines  # noqa: E402
-from .experiments.plotting import use_book_style  # noqa: E402
+from .experiments.plotting import export_figure, use_book_style  # noqa: E402
 
-__all__ = ["Claim", "DEFAULT_CACHE", "claims_table", "use_book_style", "verdict_lines", "__version__"]
+__all__ = ["Claim", "DEFAULT_CACHE", "claims_table", "export_figure", "use_book_style", "verdict_lines", "__version__"]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
+from pathlib import Path
+
 import matplotlib as mpl
 import seaborn as sns
 
@@ -47,3 +52,40 @@ def label_axes(ax, xlabel: str, ylabel: str, title: str | None = None, *, legend
         ax.set_ylim(bottom=0)
     if legend:
         ax.legend(fontsize=8)
+
+
+FIGURES_DIR = Path(__file__).resolve().parents[3] / "book" / "_static" / "figures"
+"""Where the vector copies of the chapters' figures go (``book/_static/figures``)."""
+
+
+def export_figure(fig, chapter: str, number: int, *, profile: str, directory: Path | None = None) -> list[Path]:
+    """Write ``fig`` as ``<chapter>-fig<number>.svg`` and ``.pdf`` (vector copies for slides, linked under
+    the figure in the book).
+
+    The files carry no date and a fixed SVG id salt, so the same figure gives the same bytes;
+    each is written atomically.  A ``smoke`` run (the test suite's) writes nothing, so the copies
+    always show the figure the book shows.  Returns the paths written.
+    """
+    if profile == "smoke":
+        return []
+    if not re.fullmatch(r"[a-z][a-z_]*", str(chapter)):
+        raise ValueError(f"chapter = {chapter!r} must be a chapter name (lower-case letters and underscores)")
+    if not isinstance(number, int) or number < 1:
+        raise ValueError(f"number = {number!r} must be an integer >= 1")
+    directory = Path(directory or FIGURES_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext, metadata in (("svg", {"Date": None}), ("pdf", {"CreationDate": None, "ModDate": None})):
+        path = directory / f"{chapter}-fig{number}.{ext}"
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}-")
+        os.close(fd)
+        try:
+            with mpl.rc_context({"svg.hashsalt": f"{chapter}-fig{number}"}):
+                fig.savefig(tmp, format=ext, metadata=metadata)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; these are published
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        paths.append(path)
+    return paths
