@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 import numpy as np
 import pandas as pd
 import torch
@@ -46,6 +47,7 @@ from ..experiments.seeding import seed_sequence
 AGD, GD = "AGD (paper step)", "GD (paper step)"
 GD_TUNED, HB_TUNED = "GD, step 2/(L+μ)", "heavy ball, Polyak's (η, β)"
 METHODS = (AGD, GD, GD_TUNED, HB_TUNED)
+"""The four runs of every problem, in the order of the engine batch's columns."""
 PAPER_METHODS = (AGD, GD)
 ARMS = ("fixed N", "fixed ratio")
 R2_THRESHOLD = 0.99
@@ -276,6 +278,13 @@ def momentum_table(result: ConvergenceResult) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["arm", "r"])
 
 
+def curvature_table(result: ConvergenceResult) -> pd.DataFrame:
+    """Per (arm, r): N/(rK) and the mean extreme Hessian eigenvalues μ, L at W* and κ = L/μ over the problems."""
+    runs = result.all_runs().drop_duplicates(["arm", "r", "trial"])
+    return runs.groupby(["arm", "r"], sort=False).agg(N=("N", "first"), ratio=("ratio", "first"), mu=("mu", "mean"),
+                                                       L=("L", "mean"), kappa=("kappa", "mean"))
+
+
 def theory_ratios(runs: pd.DataFrame) -> pd.DataFrame:
     """Per run: the measured 1 − ν over the local quadratic theory's 1 − ν (NaN where either is undefined)."""
     out = runs[["arm", "r", "trial", "method"]].copy()
@@ -485,7 +494,6 @@ def plot_figure3(result: ConvergenceResult):
                             f"{method}, mean and 95% CI")
     label_axes(ax_b, r"$\sqrt{r}$", r"convergence rate $\nu$ (per iteration)",
                f"(b) rate against √r, N = {c.N} (dots: single runs)", legend=True)
-    fig.tight_layout()
     return fig
 
 
@@ -505,10 +513,12 @@ def plot_rates_and_ratio(result: ConvergenceResult):
             ax.plot(theory.index, theory.to_numpy(), ls="none", marker=marker, mfc="none", color=color, ms=9, alpha=0.7)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ticks = sorted(set(result.runs["r"]) | set(result.ratio_runs["r"]))
+    ax.set_xticks(ticks, [str(r) for r in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.plot([], [], ls="none", marker="o", mfc="none", color="0.4", ms=9, label="local theory (Hessian at W*)")
     label_axes(ax, "remaining weights per neuron r (log scale)", r"$1-\nu$ (error reduction per iteration, log scale)",
                f"fixed N = {result.config.N} against fixed N/(rK) = {result.config.ratio:g}", legend=True)
-    fig.tight_layout()
     return fig
 
 
@@ -524,11 +534,9 @@ def plot_momentum(result: ConvergenceResult):
             color, ls = styles[method]
             ax_a.semilogy(np.arange(1, h.size + 1), h, color=color, ls=ls, alpha=alpha,
                           label=f"{method}" if r == max(c.r_values) else None)
-    ax_a.text(0.02, 0.03, f"faint: r = {min(c.r_values)}; dark: r = {max(c.r_values)}", transform=ax_a.transAxes,
-              fontsize=8, color="0.3")
     ax_a.set_xscale("log")
-    label_axes(ax_a, "iteration t (log scale)", "relative error (log scale)", "(a) first problem, four methods",
-               legend=True)
+    label_axes(ax_a, "iteration t (log scale)", "relative error (log scale)",
+               f"(a) first problem; faint r = {min(c.r_values)}, dark r = {max(c.r_values)}", legend=True)
     g = momentum_gains(result.all_runs())
     for color, marker, arm in ((PALETTE[0], "o", "fixed N"), (PALETTE[2], "^", "fixed ratio")):
         m = g[(g["arm"] == arm) & (g["gain"] > 0)]
@@ -541,7 +549,6 @@ def plot_momentum(result: ConvergenceResult):
     label_axes(ax_b, r"condition number $\kappa = L/\mu$ of the Hessian at $W^*$ (log scale)",
                r"momentum gain $(1-\nu_{HB})/(1-\nu_{GD})$ (log scale)", "(b) tuned heavy ball over tuned GD",
                legend=True)
-    fig.tight_layout()
     return fig
 
 
