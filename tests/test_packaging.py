@@ -54,3 +54,17 @@ def test_citation_file_cites_the_book_and_the_paper():
     version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
     assert cff["version"] == version  # the book's version is the package's
     assert "CITATION.cff" in (root / "book" / "intro.md").read_text()
+
+
+def test_no_string_in_the_package_holds_control_characters():
+    # a docstring once held a BEL (0x07) where "\a" of "\approx" had been read as an escape; MathJax
+    # then failed on that formula in the API page and the PDF
+    import ast
+
+    bad = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "src").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if any(ord(c) < 32 and c not in "\n\t" for c in node.value):
+                    bad.append(f"{path.name}:{node.lineno}")
+    assert not bad, bad

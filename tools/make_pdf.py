@@ -46,11 +46,10 @@ def main(argv=None) -> int:
     if CHROMIUM is None:
         print("error: chromium is not installed (`make chromium`)", file=sys.stderr)
         return 2
-    # The single-page build puts the page in book/ but links MathJax as "_static/..." (relative to
-    # the build root); point book/_static at the build's _static so it loads.
-    link = args.html / "book" / "_static"
-    if not link.exists():
-        link.symlink_to(Path("..") / "_static", target_is_directory=True)
+    # The single-page build writes the page to book/intro.html but links its resources relative to
+    # the build root ("_static/...", "_images/..."): print a copy placed at the root.
+    page_path = args.html / "whole-book.html"
+    shutil.copyfile(args.html / "book" / "intro.html", page_path)
     from playwright.sync_api import sync_playwright
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

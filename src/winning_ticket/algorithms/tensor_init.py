@@ -244,7 +244,7 @@ def power_method(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     r"""Orthogonal symmetric CP decomposition by the robust tensor power method with deflation.
 
-    For :math:`T pprox \sum_j\lambda_j u_j^{\otimes 3}` with orthonormal :math:`u_j`
+    For :math:`T \approx \sum_j\lambda_j u_j^{\otimes 3}` with orthonormal :math:`u_j`
     (Anandkumar et al., 2014): from each of ``restarts`` random unit vectors iterate
     :math:`u \leftarrow T(I, u, u)/\|T(I, u, u)\|`, keep the end point with the largest
     :math:`|T(u, u, u)|`, subtract :math:`\lambda u^{\otimes 3}` and repeat ``k`` times.
