@@ -17,11 +17,12 @@ NBVAL_SANITIZE := --nbval-sanitize-with tests/nbval_sanitize.cfg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install book test html-committed test-unit test-notebooks test-browser \
-        test-notebooks-strict notebooks benchmark chromium clean reproduce audit test-audit student-notebooks lab
+        test-notebooks-strict notebooks benchmark chromium clean reproduce audit test-audit student-notebooks lab pdf
 
 help:
 	@echo "make book                  build the HTML book (executes the chapters; archived chapters read results/)"
-	@echo "make test                  unit tests, nbval (smoke profile), book build, browser checks"
+	@echo "make test                  unit tests, nbval (smoke profile), book build, PDF, browser checks"
+	@echo "make pdf                   the whole book as one PDF (chromium, offline) in _build/pdf, linked from the HTML book"
 	@echo "make test-notebooks-strict nbval in the book profile against the committed outputs (slow)"
 	@echo "make notebooks             re-execute the chapters in place (WT_PROFILE=$(WT_PROFILE))"
 	@echo "make benchmark             time the batched engine against the numpy reference"
@@ -77,9 +78,18 @@ html-committed: install
 	trap 'rm -f conf.py' EXIT; $(VENV)/bin/jupyter-book config sphinx . >/dev/null; \
 	$(VENV)/bin/sphinx-build -E -W -n --keep-going -q -b html -D nb_execution_mode=off . _build/html
 
+# The whole book as one PDF: the single-page HTML build (committed outputs), printed by chromium
+# after MathJax has typeset it; a copy goes next to the HTML book, whose intro page links it.
+PDF := _build/pdf/why-lottery-tickets-win.pdf
+pdf: install chromium
+	trap 'rm -f conf.py' EXIT; $(VENV)/bin/jupyter-book config sphinx . >/dev/null; \
+	$(VENV)/bin/sphinx-build -E -W -n --keep-going -q -b singlehtml -D nb_execution_mode=off . _build/singlehtml
+	$(PY) tools/make_pdf.py --html _build/singlehtml --out $(PDF)
+	@if [ -d _build/html/_static ]; then cp $(PDF) _build/html/_static/; fi
+
 # --- tests -------------------------------------------------------------------------------
 test: install chromium
-	$(MAKE) --no-print-directory test-unit test-notebooks html-committed test-browser test-audit
+	$(MAKE) --no-print-directory test-unit test-notebooks html-committed pdf test-browser test-audit
 
 test-unit: install
 	WT_PROGRESS=0 $(PY) -m pytest -q -n 2 --dist loadfile -m "not browser" tests

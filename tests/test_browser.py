@@ -112,3 +112,12 @@ def test_chapter_figure_and_solution_dropdown(browser):
     page.wait_for_timeout(500)
     assert content.is_visible(), "the solution dropdown did not open"
     page.close()
+
+
+def test_intro_links_the_pdf_of_the_book(browser):
+    page, _ = _open(browser, "book/intro.html")
+    href = page.get_attribute("article a[href$='why-lottery-tickets-win.pdf']", "href")
+    assert href is not None, "the intro page does not link the PDF"
+    target = (HTML / "book" / href).resolve()
+    assert target.exists() and target.stat().st_size > 1_000_000, f"{target} is missing (make pdf copies it there)"
+    page.close()

@@ -28,6 +28,7 @@ PRINT_CSS = """
 figure, img, table { break-inside: avoid; }
 img { max-width: 100% !important; }
 section[id^="document-"] { break-before: page; }
+h1 { font-size: 1.45rem !important; } h2 { font-size: 1.2rem !important; } h3 { font-size: 1.05rem !important; }
 """
 FOOTER = ('<div style="font-size:8px; width:100%; text-align:center; color:#555;">'
           'Why Lottery Tickets Win — <span class="pageNumber"></span> / <span class="totalPages"></span></div>')
@@ -63,8 +64,14 @@ def main(argv=None) -> int:
         page.goto(page_path.resolve().as_uri(), wait_until="load")
         page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=60_000)
         page.evaluate("MathJax.startup.promise")
-        page.wait_for_function("!document.querySelector('mjx-container mjx-merror') && "
-                               "document.querySelectorAll('mjx-container').length > 0", timeout=args.timeout * 1000)
+        page.wait_for_function("document.querySelectorAll('mjx-container').length >= "
+                               "document.querySelectorAll('.math').length", timeout=args.timeout * 1000)
+        errors = page.evaluate("Array.from(document.querySelectorAll('mjx-merror')).map(e => "
+                               "((e.closest('section') || {}).id || '?') + ': ' + e.getAttribute('data-mjx-error'))")
+        if errors:
+            browser.close()
+            print(f"error: MathJax could not typeset {len(errors)} formula(s): {'; '.join(errors[:5])}", file=sys.stderr)
+            return 1
         page.add_style_tag(content=PRINT_CSS)
         page.emulate_media(media="print")
         fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=".book-", suffix=".pdf")
