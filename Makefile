@@ -71,7 +71,8 @@ book: install
 	$(PY) tools/status_page.py
 	WT_PROFILE=$(WT_PROFILE) WT_PROGRESS=0 $(VENV)/bin/jupyter-book build -W -n --keep-going .
 	rm -rf _build/html/reports
-	@echo "The book is in _build/html/index.html"
+	$(MAKE) --no-print-directory pdf
+	@echo "The book is in _build/html/index.html, its PDF in $(PDF)"
 
 # The book from the committed notebook outputs (no execution): what `make test` checks.
 html-committed: install

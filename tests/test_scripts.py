@@ -106,3 +106,11 @@ def test_the_course_map_lists_every_exercise_once():
         labels += re.findall(r":::\{exercise\}\n:label: (\S+)", text)
     listed = re.findall(r"\{ref\}`(ex-[\w-]+)`", (ROOT / "book" / "course.md").read_text())
     assert sorted(listed) == sorted(labels), "book/course.md must list every exercise exactly once"
+
+
+def test_make_lab_opens_a_chapter_and_refuses_an_unknown_one():
+    dry = subprocess.run(["make", "-n", "lab", "CHAPTER=convergence"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert "jupyter-lab convergence.ipynb" in dry.stdout and "jupyterlab==" in dry.stdout
+    bad = subprocess.run(["make", "lab", "CHAPTER=nope"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "CHAPTER=nope is not a chapter" in bad.stderr and "convergence" in bad.stderr
