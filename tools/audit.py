@@ -12,6 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+import os
+
+# Archives are made and audited with one BLAS/OpenMP thread per process, as with one torch thread:
+# LAPACK results (the tensor initialization's eigen-decompositions) differ bitwise with the count.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
 from winning_ticket import chapters
 from winning_ticket.experiments import archive
 

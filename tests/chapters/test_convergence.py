@@ -124,6 +124,43 @@ def test_claims_are_inconclusive_on_noisy_or_thin_data(tiny):
     assert _verdicts(dataclasses.replace(big, ratio_runs=one))["rate-set-by-sample-ratio"] == "INCONCLUSIVE"
 
 
+def test_the_checks_and_the_momentum_rules_are_inconclusive_on_straddling_data(tiny):
+    big = _replicate(tiny)
+    rng = np.random.default_rng(3)
+    assert _verdicts(big)["momentum-gain-grows-like-sqrt-kappa"] == "SUPPORTED"
+    # measured 1 - nu at 1.25 times the theory's, with spread: the interval straddles the band's edge
+    edge = big.runs.copy()
+    edge["rate"] = 1 - 1.25 * (1 - edge["predicted_rate"]) * np.exp(0.1 * rng.standard_normal(len(edge)))
+    ratio_edge = big.ratio_runs.copy()
+    ratio_edge["rate"] = 1 - 1.25 * (1 - ratio_edge["predicted_rate"]) * np.exp(0.1 * rng.standard_normal(len(ratio_edge)))
+    v = _verdicts(dataclasses.replace(big, runs=edge, ratio_runs=ratio_edge))
+    assert v["rate-matches-local-theory"] == "INCONCLUSIVE"
+    # AGD's speed-up spread around the band's upper edge 1.3
+    sp = big.runs.copy()
+    gd = sp[sp["method"] == cv.GD].set_index(["arm", "r", "trial"])["rate"]
+    is_agd = sp["method"] == cv.AGD
+    keys = list(zip(sp.loc[is_agd, "arm"], sp.loc[is_agd, "r"], sp.loc[is_agd, "trial"]))
+    factor = 1.3 * np.exp(0.1 * rng.standard_normal(int(is_agd.sum())))
+    sp.loc[is_agd, "rate"] = 1 - factor * (1 - gd.loc[keys].to_numpy())
+    assert _verdicts(dataclasses.replace(big, runs=sp))["agd-is-gd-with-a-larger-step"] == "INCONCLUSIVE"
+    # heavy ball about as fast as tuned GD, with spread: the gain's interval straddles 1 at some r
+    hb = big.runs.copy()
+    tuned = hb[hb["method"] == cv.GD_TUNED].set_index(["arm", "r", "trial"])["rate"]
+    is_hb = hb["method"] == cv.HB_TUNED
+    keys = list(zip(hb.loc[is_hb, "arm"], hb.loc[is_hb, "r"], hb.loc[is_hb, "trial"]))
+    hb.loc[is_hb, "rate"] = 1 - (1 - tuned.loc[keys].to_numpy()) * np.exp(0.5 * rng.standard_normal(int(is_hb.sum())))
+    v = _verdicts(dataclasses.replace(big, runs=hb))
+    assert v["tuned-momentum-beats-tuned-gd"] == "INCONCLUSIVE"
+    # gains with a wide spread: the slope on kappa cannot be pinned inside [0.3, 0.7]
+    assert v["momentum-gain-grows-like-sqrt-kappa"] in ("INCONCLUSIVE", "NOT SUPPORTED")
+    wide = big.runs.copy()
+    wide.loc[is_hb, "rate"] = 1 - (1 - wide.loc[is_hb, "rate"]) * np.exp(1.0 * rng.standard_normal(int(is_hb.sum())))
+    ratio_wide = big.ratio_runs.copy()
+    is_hb_r = ratio_wide["method"] == cv.HB_TUNED
+    ratio_wide.loc[is_hb_r, "rate"] = 1 - (1 - ratio_wide.loc[is_hb_r, "rate"]) * np.exp(1.0 * rng.standard_normal(int(is_hb_r.sum())))
+    assert _verdicts(dataclasses.replace(big, runs=wide, ratio_runs=ratio_wide))["momentum-gain-grows-like-sqrt-kappa"] == "INCONCLUSIVE"
+
+
 def test_claims_need_evidence():
     # two problems per r over a narrow r range: the slope's bootstrap interval includes 0
     config = cv.ConvergenceConfig(N=500, d=40, K=3, r_values=(4, 8, 16), ratio_r_values=(4, 8), trials=2, seed=3)
@@ -192,6 +229,10 @@ def test_config_validation():
         cv.ConvergenceConfig(lam=-1)
     with pytest.raises(ValueError, match="^ratio"):
         cv.ConvergenceConfig(ratio=0)
+    with pytest.raises(ValueError, match="^ratio = 1.0 must be > 1"):
+        cv.ConvergenceConfig(ratio=1.0)
+    with pytest.raises(ValueError, match="^r_values .* must have r K < N"):
+        cv.ConvergenceConfig(N=100, d=60, K=5, r_values=(10, 20), ratio_r_values=(10,))
     with pytest.raises(ValueError, match="r_values"):
         cv.ConvergenceConfig(r_values=())
 

@@ -16,9 +16,9 @@ Every problem is run four times from the same start: AGD and GD at the paper's s
 and, with :math:`\mu` and :math:`L` the extreme eigenvalues of the Hessian at
 :math:`W^*`, GD at its best step :math:`2/(L+\mu)` (just under the stability limit
 :math:`2/L`) and heavy ball with Polyak's :math:`(\eta, \beta)`.  The paper's step is
-about :math:`1/50` of the stability limit, where momentum :math:`\beta` is GD with step
+:math:`1/80` to :math:`1/30` of the stability limit, where momentum :math:`\beta` is GD with step
 :math:`\eta/(1-\beta)` (:func:`~winning_ticket.algorithms.rates.heavy_ball_rate`); the
-tuned pair tests momentum where Theorem 2 says it matters.
+tuned pair tests momentum where it can matter.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ THEORY_BAND = (0.8, 1.25)
 IDENTITY_TOLERANCE = 0.04
 """The paper-step speed-up (1 − ν_AGD)/(1 − ν_GD) must lie within this relative distance of 1/(1 − β)."""
 SQRT_KAPPA_BAND = (0.3, 0.7)
-"""The tuned momentum gain grows like √κ: its log-log slope on κ must lie in this band (theory: about 0.5)."""
+"""The tuned momentum gain grows like √κ: its log-log slope on κ must lie in this band (the quadratic theory's
+(κ+1)/(√κ+1) has slope 0.5 to 0.55 for κ from 5 to 200)."""
 MIN_PROBLEMS = 5
 """The fewest problems a per-r rule decides on."""
 MAX_ITER = 30_000
@@ -94,6 +95,12 @@ class ConvergenceConfig(ChapterConfig):
         "book": dict(r_values=(25, 50, 100, 150), ratio_r_values=(25, 50, 100), trials=2),
         "evidence": dict(r_values=(30, 60, 120, 180, 240, 300), trials=8),
     }
+
+    def validate(self) -> None:
+        if self.ratio <= 1:
+            raise ValueError(f"ratio = {self.ratio} must be > 1: with N <= rK the Hessian at W* is singular")
+        if max(self.r_values) * self.K >= self.N:
+            raise ValueError(f"r_values = {self.r_values} must have r K < N = {self.N} (the Hessian at W* is singular otherwise)")
 
     def ratio_N(self, r: int) -> int:
         """The fixed-ratio arm's N for ``r``: ``round(ratio * r * K)``."""
@@ -347,7 +354,8 @@ def check_claims(result: ConvergenceResult) -> list[Claim]:
     claims = []
 
     # 1. Linear convergence: log(error) is a straight line in t (paper step, both arms).
-    statement = "At the paper's step the relative error decays linearly (a straight line on a log axis) for every r."
+    statement = ("Check: at the paper's step the relative error decays linearly (a straight line on a log axis) for every r "
+                 "(R² cannot see a rate that drifts by 10-20% along the fit window).")
     rule = (f"every paper-step run reaches the window 1e-7 < error < 1e-2 and fits with R² ≥ {R2_THRESHOLD}; "
             "NOT SUPPORTED if one diverges or fits worse; INCONCLUSIVE if some never reach the window")
     diverged = int((paper["status"] == "diverged").sum())
@@ -380,7 +388,7 @@ def check_claims(result: ConvergenceResult) -> list[Claim]:
                         statistic="; ".join(parts), rule=rule))
 
     # 3. At a fixed sample ratio the rate does not depend on r.
-    statement = (f"At a fixed ratio N/(rK) = {c.ratio:g} the rate does not depend on r: "
+    statement = (f"At a fixed ratio N/(rK) = {c.ratio:g} the rate depends on r only weakly (|log-log slope of 1 − ν| < 0.25): "
                  "the growth at fixed N comes from the falling sample ratio.")
     rule = (f"for AGD and for GD at the paper's step, the 95% CI of the log-log slope of 1 − ν on r (problems resampled) "
             f"lies inside {list(RATIO_BAND)}; NOT SUPPORTED if it lies outside for either; INCONCLUSIVE otherwise")
@@ -396,8 +404,8 @@ def check_claims(result: ConvergenceResult) -> list[Claim]:
                         statistic=stat, rule=rule))
 
     # 4. Check: the measured rate is the local quadratic theory's (Hessian at W*).
-    statement = ("Check: every method's rate is the local theory's, the heavy-ball recursion on the Hessian at W* "
-                 "(the convergence phase Theorem 2 describes).")
+    statement = ("Check: every method's 1 − ν is within 25% of the local theory's on average (the heavy-ball recursion on "
+                 "the Hessian at W*, the convergence phase Theorem 2 describes).")
     rule = (f"for each method, the 95% CI of the mean over problems of (1 − ν)/(1 − ν_theory) lies inside "
             f"{list(THEORY_BAND)}; NOT SUPPORTED if outside for any method; INCONCLUSIVE otherwise")
     ratios = theory_ratios(allruns)
@@ -413,8 +421,8 @@ def check_claims(result: ConvergenceResult) -> list[Claim]:
     # 5. Check of the heavy-ball identity at the paper's small step: AGD = GD with step eta/(1-beta).
     limit = 1.0 / (1.0 - c.beta)
     band = (limit * (1 - IDENTITY_TOLERANCE), limit * (1 + IDENTITY_TOLERANCE))
-    statement = (f"Check: at the paper's step AGD is faster than GD by exactly the heavy-ball factor 1/(1 − β) = {limit:.3g} "
-                 "(momentum acts as a larger step, nothing more).")
+    statement = (f"Check: at the paper's step AGD is faster than GD by the heavy-ball factor 1/(1 − β) = {limit:.3g}, "
+                 f"to within {IDENTITY_TOLERANCE:.0%} (momentum acts as a larger step, nothing more).")
     rule = (f"the 95% CI of the mean paired speed-up (1 − ν_AGD)/(1 − ν_GD) (same problem, same start) lies inside "
             f"[{band[0]:.3g}, {band[1]:.3g}]; NOT SUPPORTED if outside; INCONCLUSIVE otherwise")
     wide = _wide(paper)[[AGD, GD]].dropna()
@@ -423,8 +431,8 @@ def check_claims(result: ConvergenceResult) -> list[Claim]:
     claims.append(d.claim("agd-is-gd-with-a-larger-step", statement, rule, "speed-up", ".4f"))
 
     # 6. Near the stability limit, tuned momentum beats the best GD step, at every r.
-    statement = ("Near the stability limit momentum pays: heavy ball with tuned (η, β) converges faster than GD "
-                 "at its best step, at every r.")
+    statement = ("Near the stability limit momentum pays: heavy ball with Polyak's (η, β) for the Hessian at W* converges "
+                 "faster than GD at its best step, at every r, from a start at relative distance λ.")
     rule = ("at every r of the fixed-N arm, the 95% CI of the mean momentum gain (1 − ν_HB)/(1 − ν_GD) over problems lies "
             "above 1 (a diverged heavy-ball run counts as gain 0); NOT SUPPORTED if it lies below 1 at some r; "
             f"INCONCLUSIVE otherwise or with fewer than {MIN_PROBLEMS} problems at some r")
@@ -444,8 +452,8 @@ def check_claims(result: ConvergenceResult) -> list[Claim]:
                         statistic=stat + (f"; {reasons[0]}" if reasons and holds is None else ""), rule=rule))
 
     # 7. The gain grows like sqrt(kappa) (Theorem 2: 1 - Theta(1/sqrt) against 1 - Theta(1/.)).
-    statement = ("The momentum gain grows like √κ with the condition number κ = L/μ of the Hessian at W* "
-                 "(Theorem 2's ν(β*) = 1 − Θ(1/√·) against ν(0) = 1 − Θ(1/·)).")
+    statement = ("Check of Polyak's local theory: the momentum gain grows like √κ with the condition number κ = L/μ of the "
+                 "Hessian at W* (given the previous checks nearly automatic; Theorem 2's √K cannot be tested at fixed K).")
     rule = (f"the 95% CI of the log-log slope of the gain on κ (both arms, problems resampled) lies inside "
             f"{list(SQRT_KAPPA_BAND)}; NOT SUPPORTED if outside; INCONCLUSIVE otherwise")
     allgains = momentum_gains(allruns)
