@@ -112,7 +112,7 @@ notebooks: install
 	WT_PROFILE=$(WT_PROFILE) WT_PROGRESS=0 $(PY) tools/execute_notebooks.py notebooks/*.ipynb
 
 benchmark: install
-	$(PY) benchmarks/bench_engine.py
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) benchmarks/bench_engine.py
 
 # --- the evidence archive ----------------------------------------------------------------
 CHAPTER ?=

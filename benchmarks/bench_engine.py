@@ -1,163 +1,225 @@
-"""Benchmark: the batched engine against the plain numpy reference on the Fig. 3 workload.
+"""Benchmark: the engine's kernels against plain numpy loops, side by side, with the machine's limits.
 
-Workload: P problem instances at N = 3000, d = 300, K = 5, r = 100, each solved by AGD
-(beta = 0.2) and GD (beta = 0) from the same start, for a fixed number of iterations
-(tol = 0, so every run does the same work).  One iteration of one run costs about
-4 N r K flops (two passes over the (N, r) inputs of each of the K neurons).
+Two workloads, both from the book's evidence runs:
 
-Prints the machine's float64 matrix-matrix peak, runs per second and GFLOP/s of each
-variant, the ratio to the reference and the fraction of the peak.  Times are medians of
---repeats repetitions (machines are shared and noisy).  Not a test: run it by hand,
-`make benchmark`, or on a GPU machine with --device cuda.
+* ``fig3``: 16 problems at N = 3000, d = 300, K = 5, r = 100, each solved by AGD (beta = 0.2)
+  and GD from one start (S = 2 runs share a problem), 300 iterations (tol = 0: every run does
+  the same work);
+* ``landscape``: 2 problems at N = 3000, d = 500, K = 5, r = 256, each shared by 10 runs
+  (5 values of lambda x 2 step sizes, as in the Landscape chapter), 100 iterations.
+
+One iteration of one run is 4 N r K flops (forward and gradient products).  Variants:
+
+* ``naive einsum loop``: one run at a time, forward and gradient as numpy ``einsum``, as a
+  straightforward reproduction writes them;
+* ``numpy reference``: :func:`winning_ticket.algorithms.agd.run_agd` (einsum forward, BLAS gradient);
+* ``engine, torch kernel`` with the previous 48 MiB chunk and with today's 16 MiB default;
+* ``engine, fused kernel`` (the CPU default, :mod:`winning_ticket.algorithms.kernels`).
+
+Every variant runs ``--repeats`` times, interleaved (variant A, B, C, then A, B, C again), and
+the table quotes medians, so a noisy neighbour slows all of them alike.  The machine's limits
+are measured in the same run: the one-thread float64 matrix-product rate (2048^3) and the
+streaming read bandwidth; the memory roofline of an iteration that reads each problem's inputs
+once (fused) or twice (torch), and the iterates' largest difference between variants, are
+printed with them.
+
+``--markdown FILE`` writes the tables as Markdown; ``--update-readme`` replaces the README's
+block between ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` with them.  Not a test: run
+it by hand or with ``make benchmark`` (one thread; the figures in the README are from it).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import os
+import platform
+import re
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from winning_ticket.algorithms import kernels
 from winning_ticket.algorithms.agd import run_agd
 from winning_ticket.algorithms.engine import run_agd_batched
 from winning_ticket.algorithms.teacher_student import initial_point, make_problem, starts_along
 from winning_ticket.experiments.seeding import seed_sequence
 
-QUOTED_PEAK_F64 = 44.0  # GFLOP/s, float64 GEMM on the project's 2-core reference machine (issue #2)
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
+def cache_sizes() -> str:
+    """The L2 and L3 sizes as lscpu reports them (Linux), else an empty string."""
+    found = {}
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level, size, kind = ((index / f).read_text().strip() for f in ("level", "size", "type"))
+        except OSError:
+            continue
+        if kind != "Instruction":
+            found[f"L{level}"] = size
+    return ", ".join(f"{k} {v}" for k, v in sorted(found.items()))
+
+
+def gemm_rate(repeats: int, n: int = 2048) -> float:
+    a = torch.randn(n, n, dtype=torch.float64)
+    a @ a
     times = []
     for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
         t = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        a @ a
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def gemm_peak(device: str, repeats: int, n: int = 2048) -> float:
-    a = torch.randn(n, n, dtype=torch.float64, device=device)
-    t = median_time(lambda: a @ a, repeats)
-    return 2 * n**3 / t / 1e9
+def read_bandwidth(repeats: int, n_bytes: int = 1 << 29) -> float:
+    x = torch.ones(n_bytes // 8, dtype=torch.float64)
+    x.sum()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        x.sum()
+        times.append(time.perf_counter() - t)
+    return n_bytes / statistics.median(times) / 1e9
 
 
-def read_bandwidth(device: str, repeats: int, n_bytes: int = 1 << 29) -> float:
-    """GB/s of a streaming read (sum of a 512 MiB float64 tensor)."""
-    x = torch.ones(n_bytes // 8, dtype=torch.float64, device=device)
-    t = median_time(lambda: x.sum(), repeats)
-    return n_bytes / t / 1e9
+def naive_einsum_agd(Xs, y, w_star, W0, eta, beta, T):
+    """AGD as a straightforward reproduction writes it: einsum forward and gradient, one run."""
+    K, N, _ = Xs.shape
+    W, W_prev = W0.copy(), W0.copy()
+    for _ in range(T):
+        Z = np.einsum("knr,rk->nk", Xs, W)
+        e = np.maximum(Z, 0).sum(axis=1) / K - y
+        G = np.einsum("knr,nk->rk", Xs, e[:, None] * (Z > 0)) / (N * K)
+        W, W_prev = W - eta * G + beta * (W - W_prev), W
+        np.linalg.norm(W - w_star)  # the error the loop records
+    return W
+
+
+def make_workload(name: str, problems: int | None):
+    N = 3000
+    if name == "fig3":
+        d, K, r, P = 300, 5, 100, problems or 16
+        probs = [make_problem(N, d, K, r, 0.0, seed_sequence(0, i)) for i in range(P)]
+        W0 = np.stack([[initial_point(p.w_star, 0.5, seed_sequence(1, i))] * 2 for i, p in enumerate(probs)])
+        return probs, W0, np.array([0.5, 0.5]), np.array([0.2, 0.0]), 300
+    d, K, r, P = 500, 5, 256, problems or 2
+    lams, etas = (0.5, 1.0, 2.0, 4.0, 8.0), (0.5, 5.0)
+    probs = [make_problem(N, d, K, r, 0.0, seed_sequence(0, i)) for i in range(P)]
+    W0 = np.stack([starts_along(p.w_star, [lam for _ in etas for lam in lams], seed_sequence(1, i))
+                   for i, p in enumerate(probs)])
+    return probs, W0, np.array([eta for eta in etas for _ in lams]), np.full(10, 0.2), 100
+
+
+def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool, gemm: float, bw: float,
+                 device: str = "cpu"):
+    probs, W0, etas, betas, T = make_workload(name, problems)
+    p0 = probs[0]
+    N, K, r, P, S = p0.N, p0.K, p0.r, len(probs), W0.shape[1]
+    flop = 4.0 * N * r * K * T * P * S
+    subs = [p.sub_inputs() for p in probs]
+    out = {}
+
+    def engine(kernel, chunk):
+        def go():
+            res = run_agd_batched(probs, W0, etas, betas, max_iter=T, tol=0.0, device=device, progress=False,
+                                  record_history=False, kernel=kernel, max_chunk_bytes=chunk)
+            out[(kernel, chunk)] = res.W
+        return go
+
+    def reference():
+        out["reference"] = np.stack([[run_agd(subs[i], p.y, p.w_star, W0[i, s], etas[s], betas[s], max_iter=T,
+                                              tol=0.0).W for s in range(S)] for i, p in enumerate(probs)])
+
+    def naive():
+        out["naive"] = np.stack([[naive_einsum_agd(subs[i], p.y, p.w_star, W0[i, s], etas[s], betas[s], T)
+                                  for s in range(S)] for i, p in enumerate(probs)])
+
+    variants = []
+    if device != "cpu":
+        variants = [(f"engine, torch kernel on {device}", engine("torch", None), repeats)]
+    elif not skip_naive:
+        variants += [("naive einsum loop, one run at a time", naive, 1),
+                     ("numpy reference (`run_agd`), one run at a time", reference, 1)]
+    if device == "cpu":
+        variants += [("engine, torch kernel, 48 MiB chunks (before)", engine("torch", 48 << 20), repeats),
+                     ("engine, torch kernel, 16 MiB chunks", engine("torch", 16 << 20), repeats)]
+    if device == "cpu" and kernels.available():
+        variants += [("engine, fused kernel (CPU default)", engine("fused", 16 << 20), repeats)]
+    for _, fn, _ in variants:  # warm-up (numba compilation, caches)
+        if fn not in (naive, reference):
+            fn()
+    times = {label: [] for label, _, _ in variants}
+    for rep in range(repeats):
+        for label, fn, reps in variants:
+            if rep < reps:
+                t = time.perf_counter()
+                fn()
+                times[label].append(time.perf_counter() - t)
+    base_label = variants[0][0]
+    base = statistics.median(times[base_label])
+    torch_w = out[("torch", 16 << 20 if device == "cpu" else None)]
+    diffs = {k: float(np.max(np.abs(v - torch_w))) for k, v in out.items() if not (isinstance(k, tuple) and k[0] == "torch")}
+    reads = 1 if kernels.available() else 2
+    roof = S / 2 * bw if reads == 1 else S / 4 * bw
+    title = (f"{name}: {P} problems x {S} runs sharing each, N = {N}, d = {p0.d}, K = {K}, r = {r}, {T} iterations; "
+             f"{flop / 1e9:.1f} GFLOP")
+    lines = [f"| variant ({name}) | runs/s | GFLOP/s | vs {'naive' if not skip_naive else 'first'} | "
+             f"of one-thread GEMM ({gemm:.0f} GFLOP/s) |", "|---|---|---|---|---|"]
+    for label, _, _ in variants:
+        t = statistics.median(times[label])
+        lines.append(f"| {label} | {P * S / t:.2f} | {flop / t / 1e9:.1f} | {base / t:.1f}x | {100 * flop / t / 1e9 / gemm:.0f}% |")
+    notes = (f"Largest difference of the final iterates from the torch kernel's: "
+             + ", ".join(f"{k if isinstance(k, str) else k[0]} {v:.1e}" for k, v in diffs.items())
+             + f". Memory roofline of the fused kernel (one read of the inputs per iteration, S = {S}): "
+             f"{roof:.0f} GFLOP/s; of the torch kernel (two reads): {S / 4 * bw:.0f} GFLOP/s.")
+    return title, lines, notes
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--problems", type=int, default=16)
-    ap.add_argument("--r", type=int, default=100)
-    ap.add_argument("--iters", type=int, default=300, help="iterations per run")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--gpu-batch", type=int, default=256, help="problems in the large-batch GPU variant")
-    ap.add_argument("--skip-reference", action="store_true")
-    ap.add_argument("--workload", choices=["fig3", "fig2"], default="fig3",
-                    help="fig3: N=3000 d=300 K=5, AGD+GD per problem; fig2: N=3000 d=500 K=5, "
-                         "5 lambdas x 2 step sizes (10 runs) per problem, as in the Landscape chapter")
+    ap.add_argument("--workload", choices=["fig3", "landscape", "both"], default="both")
+    ap.add_argument("--problems", type=int, default=None, help="problems per workload (default 16 and 2)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--skip-naive", "--skip-reference", action="store_true",
+                    help="leave out the two one-run-at-a-time numpy loops")
+    ap.add_argument("--device", default="cpu", help="cpu (all variants) or cuda (the torch kernel only)")
+    ap.add_argument("--markdown", type=Path, default=None, help="write the tables to this file")
+    ap.add_argument("--update-readme", action="store_true", help="replace the README's benchmark block")
     args = ap.parse_args()
-
-    N, d, K, r, P, T = 3000, (300 if args.workload == "fig3" else 500), 5, args.r, args.problems, args.iters
-    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
-    peak = gemm_peak(args.device, args.repeats)
-    bw = read_bandwidth(args.device, args.repeats)
-    print(f"float64 GEMM peak measured here: {peak:.1f} GFLOP/s (quoted for the 2-core CI machine: {QUOTED_PEAK_F64})")
-    # One iteration reads each problem's inputs twice (8 bytes an entry) for 4 S flops an entry:
-    # S/4 flop per byte of memory traffic when the data does not stay in cache.
-    print(f"streaming read bandwidth: {bw:.1f} GB/s -> memory roofline {0.5 * bw:.1f} GFLOP/s for S = 2 runs "
-          f"per problem, {1.0 * bw:.1f} for S = 4")
-
-    def workload(n_problems: int, starts: int):
-        probs = [make_problem(N, d, K, r, 0.0, seed_sequence(0, i)) for i in range(n_problems)]
-        W0 = np.stack([[initial_point(p.w_star, 0.5, seed_sequence(1, i, s)) for s in range(starts) for _ in (0, 1)]
-                       for i, p in enumerate(probs)])
-        return probs, W0, np.array([0.2, 0.0] * starts)
-
-    if args.workload == "fig2":
-        lams, etas = (0.5, 1.0, 2.0, 4.0, 8.0), (0.5, 5.0)
-        probs = [make_problem(N, d, K, r, 0.0, seed_sequence(0, i)) for i in range(P)]
-        W0 = np.stack([starts_along(p.w_star, [lam for _ in etas for lam in lams], seed_sequence(1, i))
-                       for i, p in enumerate(probs)])
-        eta_cols = np.array([eta for eta in etas for _ in lams])
-        S = W0.shape[1]
-        print(f"Fig. 2 workload: {P} problems x {S} runs (5 lambdas x 2 step sizes), N={N} d={d} K={K} r={r}, "
-              f"{T} iterations per run\n")
-        flop_per_run = 4.0 * N * r * K * T
-        ref_rate = None
-        if not args.skip_reference:
-            subs = [p.sub_inputs() for p in probs]
-
-            def reference():
-                for i, p in enumerate(probs):
-                    for s in range(S):
-                        run_agd(subs[i], p.y, p.w_star, W0[i, s], eta_cols[s], 0.2, max_iter=T, tol=0.0)
-
-            t = median_time(reference, 1)
-            ref_rate = P * S / t
-            print(f"{'numpy reference, one run at a time':<48s} {ref_rate:9.2f} runs/s  "
-                  f"{P * S * flop_per_run / t / 1e9:7.1f} GFLOP/s")
-        t = median_time(lambda: run_agd_batched(probs, W0, eta_cols, 0.2, max_iter=T, tol=0.0, device=args.device,
-                                                progress=False, record_history=False), args.repeats)
-        gflops = P * S * flop_per_run / t / 1e9
-        ratio = f"{P * S / t / ref_rate:7.1f}x" if ref_rate else "      -"
-        print(f"{'engine, one problem shared by its 10 runs':<48s} {P * S / t:9.2f} runs/s  {gflops:7.1f} GFLOP/s  "
-              f"{ratio}  {100 * gflops / peak:5.1f}% of peak  ({100 * gflops / QUOTED_PEAK_F64:.0f}% of "
-              f"{QUOTED_PEAK_F64:.0f})")
-        return
-
-    print(f"workload: {P} problems x (AGD, GD), N={N} d={d} K={K} r={r}, {T} iterations per run\n")
-    flop_per_run = 4.0 * N * r * K * T
-    rows = []
-
-    def report(name: str, runs: int, seconds: float, ref_rate: float | None) -> float:
-        rate = runs / seconds
-        gflops = runs * flop_per_run / seconds / 1e9
-        ratio = f"{rate / ref_rate:7.1f}x" if ref_rate else "      -"
-        rows.append(name)
-        print(f"{name:<48s} {rate:9.2f} runs/s  {gflops:7.1f} GFLOP/s  {ratio}  {100 * gflops / peak:5.1f}% of peak"
-              f"  ({100 * gflops / QUOTED_PEAK_F64:.0f}% of {QUOTED_PEAK_F64:.0f})")
-        return rate
-
-    probs, W0, betas = workload(P, 1)
-    ref_rate = None
-    if not args.skip_reference:
-        subs = [p.sub_inputs() for p in probs]
-
-        def reference():
-            for i, p in enumerate(probs):
-                for s, beta in enumerate(betas):
-                    run_agd(subs[i], p.y, p.w_star, W0[i, s], 0.5, beta, max_iter=T, tol=0.0)
-
-        ref_rate = report("numpy reference, one run at a time", 2 * P, median_time(reference, 1), None)
-
-    def engine(problems, starts, **kw):
-        return lambda: run_agd_batched(problems, starts, 0.5, betas_for(starts), max_iter=T, tol=0.0,
-                                       device=args.device, progress=False, record_history=False, **kw)
-
-    def betas_for(W):
-        return np.array([0.2, 0.0] * (W.shape[1] // 2))
-
-    report("engine, AGD+GD share each problem (default)", 2 * P, median_time(engine(probs, W0), args.repeats), ref_rate)
-    report("engine, all problems in one chunk", 2 * P,
-           median_time(engine(probs, W0, max_chunk_bytes=1 << 40), args.repeats), ref_rate)
-    probs2, W02, _ = workload(P // 2, 2)
-    report("engine, 2 starts x (AGD+GD) share each problem", 2 * P, median_time(engine(probs2, W02), args.repeats), ref_rate)
-    if args.device.startswith("cuda"):
-        big, Wb, _ = workload(args.gpu_batch, 1)
-        report(f"engine, {args.gpu_batch} problems x (AGD+GD) in one batch", 2 * args.gpu_batch,
-               median_time(engine(big, Wb), args.repeats), ref_rate)
+    if args.repeats < 1:
+        ap.error(f"--repeats = {args.repeats}; allowed: 1 or more")
+    torch.set_num_threads(1)
+    threads = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    if any(v != "1" for v in threads.values()):
+        print("note: set OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 for one-thread numpy loops (make benchmark does)")
+    gemm, bw = gemm_rate(args.repeats), read_bandwidth(args.repeats)
+    head = [f"Measured {dt.date.today().isoformat()} on {platform.processor() or platform.machine()} "
+            f"({os.cpu_count()} cores; {cache_sizes() or 'cache sizes unknown'}), one thread, float64, torch "
+            f"{torch.__version__}; medians of {args.repeats} interleaved repetitions (the numpy loops: "
+            f"{min(args.repeats, 1)}). One-thread float64 matrix product (2048^3): {gemm:.1f} GFLOP/s; "
+            f"streaming read: {bw:.1f} GB/s."]
+    print(head[0])
+    blocks = []
+    for name in (["fig3", "landscape"] if args.workload == "both" else [args.workload]):
+        title, lines, notes = run_workload(name, args.problems, args.repeats, args.skip_naive, gemm, bw, args.device)
+        print("\n" + title)
+        print("\n".join(lines))
+        print(notes)
+        blocks += ["", f"*{title}*", "", *lines, "", notes]
+    text = "\n".join(head + blocks) + "\n"
+    if args.markdown:
+        args.markdown.write_text(text)
+    if args.update_readme:
+        readme = README.read_text()
+        pattern = re.compile(r"(<!-- bench:begin -->\n).*?(<!-- bench:end -->)", re.S)
+        if not pattern.search(readme):
+            raise SystemExit("README.md has no <!-- bench:begin --> ... <!-- bench:end --> block")
+        README.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), readme))
+        print("updated README.md")
 
 
 if __name__ == "__main__":

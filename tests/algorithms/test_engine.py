@@ -16,6 +16,13 @@ from winning_ticket.experiments.seeding import seed_sequence
 from winning_ticket.algorithms.risk import gradient, hessian, risk
 
 
+@pytest.fixture(autouse=True, params=["fused", "torch"])
+def kernel(request, monkeypatch):
+    """Every test of this file runs with each of the engine's CPU kernels."""
+    monkeypatch.setenv("WT_KERNEL", request.param)
+    return request.param
+
+
 def _problems(n, N=250, d=24, K=3, r=6, noise=0.0, seed=21):
     return [make_problem(N, d, K, r, noise, seed_sequence(seed, i)) for i in range(n)]
 
@@ -238,3 +245,93 @@ def test_zero_padded_problems_follow_the_unpadded_runs():
         np.testing.assert_allclose(both.W[b], alone.W[0], rtol=1e-9, atol=1e-13)
     with pytest.raises(ValueError, match="N"):
         pad_samples(probs, N=100)
+
+
+def test_fused_kernel_equals_the_reference_gradient(kernel):
+    """The one-pass kernel gives the reference gradient for any S and r (lengths that are and are not
+    multiples of the vector width), and never reads the samples beyond n_valid."""
+    from winning_ticket.algorithms.engine import stack_rows
+    from winning_ticket.algorithms.kernels import fused_gradient
+
+    if kernel != "fused":
+        pytest.skip("the fused kernel's own test")
+    for r, S in ((1, 1), (6, 2), (13, 3), (40, 10)):
+        probs = _problems(2, N=90, d=60, K=3, r=r, noise=0.1)
+        W = _starts(probs, S)  # (B, S, r, K)
+        XN, y, n = stack_rows(probs)
+        G = fused_gradient(XN, y, np.ascontiguousarray(W.transpose(0, 3, 1, 2)), n)  # (B, K, S, r)
+        for b, p in enumerate(probs):
+            for s in range(S):
+                np.testing.assert_allclose(G[b, :, s].T, gradient(p.sub_inputs(), p.y, W[b, s]), rtol=1e-12, atol=1e-16)
+        # garbage after n_valid is never read: padding with NaN changes nothing, bit for bit
+        XNp = np.concatenate([XN, np.full((2, 7) + XN.shape[2:], np.nan)], axis=1)
+        yp = np.concatenate([y, np.full((2, 7), np.nan)], axis=1)
+        Gp = fused_gradient(XNp, yp, np.ascontiguousarray(W.transpose(0, 3, 1, 2)), n)
+        np.testing.assert_array_equal(Gp, G)
+    with pytest.raises(ValueError, match="n_valid"):
+        fused_gradient(XN, y, np.ascontiguousarray(W.transpose(0, 3, 1, 2)), [0, 90])
+    with pytest.raises(ValueError, match="C-contiguous float64"):
+        fused_gradient(XN.astype(np.float32), y, np.ascontiguousarray(W.transpose(0, 3, 1, 2)), n)
+
+
+def test_fused_kernel_is_bitwise_independent_of_the_batch(kernel):
+    """With the fused kernel a problem's runs are the same bits whatever else is in its batch or chunk."""
+    if kernel != "fused":
+        pytest.skip("the torch kernel agrees to rounding (test_results_do_not_depend_on_batch_size_or_chunking)")
+    probs = _problems(4, noise=0.05)
+    W0 = _starts(probs, 3)
+    full = run_agd_batched(probs, W0, 0.5, [0.2, 0.0, 0.2], progress=False, max_iter=400)
+    chunked = run_agd_batched(probs, W0, 0.5, [0.2, 0.0, 0.2], progress=False, max_iter=400, max_chunk_bytes=1)
+    alone = run_agd_batched(probs[2:3], W0[2:3], 0.5, [0.2, 0.0, 0.2], progress=False, max_iter=400)
+    np.testing.assert_array_equal(full.W, chunked.W)
+    np.testing.assert_array_equal(full.rel_error, chunked.rel_error)
+    np.testing.assert_array_equal(full.W[2], alone.W[0])
+
+
+def test_the_two_kernels_agree_run_by_run(kernel):
+    """Fused and torch kernels: the same status and iteration count for every run (converging, capped,
+    diverging, masked, stopped early), the same iterates to rounding."""
+    if kernel != "fused":
+        pytest.skip("compares both kernels itself")
+    probs = _problems(3, noise=0.02)
+    clean = _problems(3, seed=5)
+    W0 = _starts(probs, 4)
+    mask = np.ones(W0.shape)
+    mask[:, :, 0, :] = 0.0
+    W0m = W0 * mask
+    out = {}
+    for k in ("torch", "fused"):
+        out[k] = [run_agd_batched(probs, W0, [0.5, 0.5, 60.0, 0.5], [0.2, 0.0, 0.2, 0.2], max_iter=700, progress=False,
+                                  kernel=k),
+                  run_agd_batched(probs, W0m, 0.5, 0.2, max_iter=3000, progress=False, kernel=k, mask=mask),
+                  run_agd_batched(clean, _starts(clean, 4), 0.5, 0.2, progress=False, kernel=k, success_stop=1e-3)]
+    statuses = set()
+    for a, b in zip(out["torch"], out["fused"]):
+        np.testing.assert_array_equal(a.status, b.status)
+        np.testing.assert_array_equal(a.iterations, b.iterations)
+        ok = a.status != RunStatus.DIVERGED
+        np.testing.assert_allclose(a.W[ok], b.W[ok], rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(a.final_error[ok], b.final_error[ok], rtol=1e-8)
+        statuses |= set(a.status.ravel().tolist())
+    assert {RunStatus.CONVERGED, RunStatus.DIVERGED, RunStatus.EARLY_SUCCESS} <= statuses
+    assert np.all(out["fused"][1].W[:, :, 0, :] == 0.0)
+
+
+def test_kernel_choice_errors_are_clear(monkeypatch):
+    from winning_ticket.algorithms import engine, kernels
+
+    monkeypatch.setenv("WT_KERNEL", "blas")
+    with pytest.raises(ValueError, match="WT_KERNEL = 'blas'; allowed: 'auto', 'torch', 'fused'"):
+        engine.engine_kernel("cpu")
+    monkeypatch.setenv("WT_KERNEL", "auto")
+    assert engine.engine_kernel("cpu", r=engine.FUSED_MIN_R) == ("fused" if kernels.available() else "torch")
+    assert engine.engine_kernel("cpu", r=engine.FUSED_MIN_R - 1) == "torch"
+    assert engine.check_kernel("auto", torch.device("cuda")) == "torch"
+    with pytest.raises(ValueError, match="kernel = 'fused' runs on the CPU only"):
+        engine.check_kernel("fused", torch.device("cuda"))
+    with pytest.raises(ValueError, match="kernel = 'gpu'"):
+        run_agd_batched(_problems(1), _starts(_problems(1), 1), kernel="gpu", progress=False)
+    monkeypatch.setattr(kernels, "numba", None)
+    assert engine.check_kernel("auto", torch.device("cpu")) == "torch"
+    with pytest.raises(ValueError, match="needs numba"):
+        engine.check_kernel("fused", torch.device("cpu"))

@@ -114,3 +114,61 @@ def test_a_chapter_depends_only_on_the_algorithms_it_imports():
     from winning_ticket.experiments.sweep import package_digest
 
     assert package_digest(conv) != package_digest(conv[:-1]) != package_digest()
+
+
+def test_audit_reruns_with_the_kernel_that_made_the_archive(tmp_path, monkeypatch):
+    """An archive records the engine kernel; the audit re-executes with it (archives made before the
+    fused kernel existed record none and were made by the torch kernel)."""
+    spec = chapters.get("convergence")
+    config = cv.ConvergenceConfig(N=300, d=30, K=2, r_values=(4,), ratio_r_values=(4,), trials=2, profile="smoke")
+    monkeypatch.setenv("WT_KERNEL", "torch")
+    archive.save(spec, spec.run(config, progress=False), root=tmp_path)
+    path = tmp_path / "convergence" / "provenance.json"
+    prov = json.loads(path.read_text())
+    assert prov["machine"]["engine_kernel"] == "torch"
+    seen = []
+    real = archive._run_unit
+
+    def spy(*args, **kwargs):
+        import os
+        seen.append(os.environ["WT_KERNEL"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(archive, "_run_unit", spy)
+    monkeypatch.setenv("WT_KERNEL", "fused")
+    assert archive.audit(spec, samples=2, root=tmp_path).ok
+    del prov["machine"]["engine_kernel"]
+    path.write_text(json.dumps(prov))
+    assert archive.audit(spec, samples=2, root=tmp_path).ok
+    assert seen and set(seen) == {"torch"}
+    import os
+    assert os.environ["WT_KERNEL"] == "fused"  # restored
+
+
+def test_recertify_accepts_changed_code_only_when_runs_reexecute_exactly(tmp_path, monkeypatch):
+    spec = chapters.get("convergence")
+    config = cv.ConvergenceConfig(N=300, d=30, K=2, r_values=(4,), ratio_r_values=(4,), trials=2, profile="smoke")
+    result = spec.run(config, progress=False)
+    archive.save(spec, result, root=tmp_path)
+    ok = archive.audit(spec, samples=2, root=tmp_path)
+    with pytest.raises(ValueError, match="nothing to recertify"):
+        archive.recertify(spec, ok, samples=2, quick=False, root=tmp_path)
+    monkeypatch.setattr(archive, "package_digest", lambda *modules: "newcode")
+    changed = archive.audit(spec, samples=2, root=tmp_path)
+    assert not changed.ok and changed.algorithm_changed and changed.checked >= 1
+    archive.recertify(spec, changed, samples=2, quick=False, root=tmp_path)
+    prov = json.loads((tmp_path / "convergence" / "provenance.json").read_text())
+    assert prov["source_digest"] == "newcode"
+    assert prov["recertified"][0]["from_source_digest"] != "newcode"
+    assert prov["recertified"][0]["units_reexecuted_bitwise_equal"] == changed.checked
+    assert archive.audit(spec, samples=2, root=tmp_path).ok
+    # changed code that changes a number is refused
+    monkeypatch.setattr(archive, "package_digest", lambda *modules: "othercode")
+    runs = result.runs.copy()
+    runs.loc[:, "final_error"] = runs["final_error"] * 2
+    archive.save(spec, cv.ConvergenceResult(config=result.config, runs=runs, ratio_runs=result.ratio_runs),
+                 root=tmp_path / "b", source_digest="oldcode")
+    bad = archive.audit(spec, samples=2, root=tmp_path / "b")
+    assert bad.algorithm_changed
+    with pytest.raises(ValueError, match="cannot recertify.*final_error"):
+        archive.recertify(spec, bad, samples=2, quick=False, root=tmp_path / "b")

@@ -74,3 +74,37 @@ def test_mean_interval_is_a_t_interval():
     assert np.isnan(rules.mean_interval([1.0])[1])
     with pytest.raises(ValueError, match="successes"):
         rules.rate_at_least(5, 4, 0.5)
+
+
+def test_at_every_needs_every_point_and_fails_on_any():
+    from winning_ticket.experiments.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+    from winning_ticket.experiments.rules import at_every, bonferroni_level, paired_difference
+
+    level = bonferroni_level(3)
+    assert level == pytest.approx(1 - 0.05 / 3)
+    rng = np.random.default_rng(0)
+    good = {n: paired_difference(rng.normal(1.0, 0.1, 20), np.zeros(20), lower=0.0, level=level) for n in (1, 2, 3)}
+    assert at_every(good).verdict == SUPPORTED
+    one_bad = dict(good, bad=paired_difference(rng.normal(-1.0, 0.1, 20), np.zeros(20), lower=0.0, level=level))
+    d = at_every(one_bad)
+    assert d.verdict == NOT_SUPPORTED and "fails at bad" in d.reason
+    unclear = dict(good, few=paired_difference(rng.normal(1.0, 0.1, 3), np.zeros(3), lower=0.0, level=level))
+    d = at_every(unclear)
+    assert d.verdict == INCONCLUSIVE and "undecided at few" in d.reason and d.units == 3
+    straddle = dict(good, noisy=paired_difference(rng.normal(0.0, 1.0, 20), np.zeros(20), lower=0.0, level=level))
+    assert at_every(straddle).verdict in (INCONCLUSIVE, NOT_SUPPORTED)
+    with pytest.raises(ValueError, match="at least one"):
+        at_every({})
+    with pytest.raises(ValueError, match="points"):
+        bonferroni_level(0)
+
+
+def test_a_wider_level_widens_the_interval():
+    from winning_ticket.experiments.rules import mean_interval
+
+    v = np.random.default_rng(1).normal(0, 1, 12)
+    _, lo95, hi95 = mean_interval(v)
+    _, lo99, hi99 = mean_interval(v, 0.99)
+    assert lo99 < lo95 and hi99 > hi95
+    with pytest.raises(ValueError, match="level"):
+        mean_interval(v, 1.0)

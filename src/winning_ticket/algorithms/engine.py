@@ -25,6 +25,13 @@ as soon as all its runs have stopped, so stragglers do not slow the rest down.  
 run's arithmetic touches only its own problem, so results do not depend on the chunk
 size or on which other problems share the batch.
 
+Kernels.  On the CPU an iteration's gradient is by default (``auto``, for ``r >= 16``) computed
+by the fused kernel of :mod:`winning_ticket.algorithms.kernels`: one pass over the samples
+instead of two products (measured side by side in ``benchmarks/bench_engine.py``; see the
+README).  ``kernel="torch"`` (or ``$WT_KERNEL=torch``) selects the two batched products above,
+which a GPU always uses.  The two agree to rounding (tested), and an archive records the
+setting that made it.
+
 Public functions take and return weights in the paper's layout ``(..., r, K)``.
 """
 
@@ -49,6 +56,7 @@ from .agd import (
     check_agd_params,
     check_mask,
 )
+from . import kernels
 from .teacher_student import Problem
 from ..experiments.progress import progress_bar
 
@@ -94,6 +102,49 @@ def engine_threads() -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"WT_THREADS = {raw!r}; allowed: a positive integer")
     return int(raw)
+
+
+KERNELS = ("torch", "fused")
+"""The engine's gradient kernels: ``torch`` (two batched products; CPU or GPU) and ``fused``
+(:mod:`winning_ticket.algorithms.kernels`; CPU only)."""
+
+FUSED_MIN_R = 16
+"""``auto`` takes the fused kernel on the CPU for ``r`` at least this: with shorter rows its inner
+loops fill too few vector lanes, and the torch kernel was faster (measured 0.6 times the torch
+kernel's speed at r = 10, 1.3-1.5 times at r = 20 to 80; ``benchmarks/bench_engine.py``)."""
+
+
+def kernel_setting() -> str:
+    """``$WT_KERNEL`` if set (``auto``, ``torch`` or ``fused``), else ``auto``."""
+    raw = os.environ.get("WT_KERNEL", "").strip() or "auto"
+    if raw not in KERNELS + ("auto",):
+        raise ValueError(f"WT_KERNEL = {raw!r}; allowed: 'auto', " + ", ".join(repr(k) for k in KERNELS))
+    return raw
+
+
+def engine_kernel(device: torch.device | str | None = None, r: int | None = None) -> str:
+    """The kernel the engine uses on ``device`` for problems with ``r`` weights per neuron under
+    :func:`kernel_setting`."""
+    device = checked_device(device) if device is not None else default_device()
+    return check_kernel(kernel_setting(), device, r, "WT_KERNEL")
+
+
+def check_kernel(kernel: str, device: torch.device, r: int | None = None, what: str = "kernel") -> str:
+    """``kernel`` resolved for ``device`` and ``r`` (``auto`` becomes a kernel), or a ``ValueError`` naming ``what``.
+
+    ``auto``: ``fused`` on the CPU when numba is installed and ``r >= FUSED_MIN_R`` (or ``r`` is not
+    given), else ``torch``.
+    """
+    if kernel not in KERNELS + ("auto",):
+        raise ValueError(f"{what} = {kernel!r}; allowed: 'auto', " + ", ".join(repr(k) for k in KERNELS))
+    if kernel == "auto":
+        fused = device.type == "cpu" and kernels.available() and (r is None or r >= FUSED_MIN_R)
+        return "fused" if fused else "torch"
+    if kernel == "fused" and device.type != "cpu":
+        raise ValueError(f"{what} = 'fused' runs on the CPU only, not on {device}; use 'torch' or 'auto'")
+    if kernel == "fused" and not kernels.available():
+        raise ValueError(f"{what} = 'fused' needs numba, which is not installed; use 'torch' or 'auto'")
+    return kernel
 
 
 @contextlib.contextmanager
@@ -265,6 +316,7 @@ def run_agd_batched(
     progress: bool | None = None,
     success_stop: float | None = None,
     mask: np.ndarray | None = None,
+    kernel: str | None = None,
 ) -> BatchResult:
     """Run AGD on ``B`` problems with ``S`` starting points each, all at once.
 
@@ -277,8 +329,9 @@ def run_agd_batched(
     * ``max_iter``, ``tol``: the iteration cap and the relative-change threshold of the stopping rule.
     * ``record_history``: keep the relative error of every iterate.
     * ``device``: torch device (default :func:`default_device`).
-    * ``max_chunk_bytes``: how much problem data is in flight at once; default 48 MiB
-      on the CPU (near the cache; measured best), 4 GiB on a GPU.
+    * ``max_chunk_bytes``: how much problem data is in flight at once; default 16 MiB on the
+      CPU (a chunk that stays in the last-level cache, shared by two workers, ran about twice
+      as fast as 48 MiB with either kernel), 4 GiB on a GPU.
     * ``progress``: show a progress bar over problems (default: see :mod:`winning_ticket.experiments.progress`).
     * ``success_stop``: when set (use :data:`~winning_ticket.algorithms.agd.SUCCESS_TOL`), a noiseless run stops
       as soon as its relative error is below this value *and* fell in the last step, with
@@ -288,6 +341,8 @@ def run_agd_batched(
     * ``mask``: binary ``(B, S, r, K)`` mask (or one broadcastable to it): AGD on the pruned
       problem (4), the gradient multiplied by the mask.  ``W0`` must be zero where the mask
       is 0; those weights then stay exactly zero.
+    * ``kernel``: ``"fused"``, ``"torch"`` or ``"auto"`` (default: :func:`kernel_setting`,
+      resolved by :func:`check_kernel`).
     """
     B = len(problems)
     if B == 0:
@@ -313,8 +368,9 @@ def run_agd_batched(
     if success_stop is not None:
         success_stop = check_real("success_stop", success_stop, 0.0, low_open=True)
     device = checked_device(device) if device is not None else default_device()
+    kernel = engine_kernel(device, r) if kernel is None else check_kernel(kernel, device, r)
     if max_chunk_bytes is None:
-        max_chunk_bytes = (4 << 30) if device.type == "cuda" else (48 << 20)
+        max_chunk_bytes = (4 << 30) if device.type == "cuda" else (16 << 20)
     per_problem = N * K * r * 8
     chunk = max(1, min(B, max_chunk_bytes // per_problem))
 
@@ -329,7 +385,7 @@ def run_agd_batched(
             sl = slice(start, min(B, start + chunk))
             res = _run_chunk(
                 problems[sl], W0[sl], etas[sl], betas[sl], max_iter, tol, record_history, device, bar, success_stop,
-                None if masks is None else masks[sl],
+                None if masks is None else masks[sl], kernel,
             )
             out_W[sl], out_it[sl], out_status[sl], out_err[sl] = res[:4]
             if hist is not None:
@@ -344,14 +400,28 @@ def _run_norms(T: torch.Tensor) -> torch.Tensor:
     return T.transpose(1, 2).flatten(2).norm(dim=2)
 
 
-def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device, bar, success_stop, masks=None):
+def stack_rows(problems: Sequence[Problem]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fused kernel's layout: ``XN (B,N,K,r)`` with ``XN[b, n, j]`` = :math:`x_{n,\\Omega_j}`,
+    ``y (B,N)`` and the sample counts ``(B,)``."""
+    XN = np.ascontiguousarray(np.stack([p.X[:, p.omega] for p in problems]))
+    return XN, np.ascontiguousarray(np.stack([p.y for p in problems])), np.array([p.N for p in problems])
+
+
+def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device, bar, success_stop, masks=None,
+               kernel="torch"):
     """AGD on one chunk of problems.
 
     All per-run state lives in "active" tensors; a problem whose runs have all stopped
     is written to the outputs and dropped from them, so an iteration does no scatter.
     """
-    XT, y, w_star = stack_problems(problems, device)
-    b, K, r, N = XT.shape
+    if kernel == "fused":
+        XN, y_rows, n_valid = stack_rows(problems)
+        XT = y = None
+        w_star = torch.from_numpy(np.stack([p.w_star for p in problems])).to(dtype=DTYPE)
+        b, N, K, r = XN.shape
+    else:
+        XT, y, w_star = stack_problems(problems, device)
+        b, K, r, N = XT.shape
     S = W0.shape[1]
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=DTYPE, device=device)  # noqa: E731
     W = _to_rows(as_t(W0)).contiguous()  # (a,K,S,r) for the a active problems
@@ -390,8 +460,11 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
     check_every = 1 if device.type == "cpu" else 16
     for t in range(max_iter):
         # [engine-iteration] one iteration for every run of the batch, shown on the Reproducing page
-        ZT, e = _forward(XT, W, y)
-        G = _grad(XT, ZT, e)
+        if XT is None:  # fused kernel: one pass over the samples
+            G = torch.from_numpy(kernels.fused_gradient(XN, y_rows, W.numpy(), n_valid))
+        else:  # two batched products
+            ZT, e = _forward(XT, W, y)
+            G = _grad(XT, ZT, e)
         if M is not None:
             G = G * M
         W_next = W - eta * G + beta * (W - W_prev)
@@ -419,7 +492,12 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
             alive = (status == 0).any(dim=1)
             if not bool(alive.all()):
                 retire(~alive)
-                rows, XT, y, Ws, ws_norm = rows[alive], XT[alive], y[alive], Ws[alive], ws_norm[alive]
+                if XT is None:
+                    keep_np = alive.numpy()
+                    XN, y_rows, n_valid = XN[keep_np], y_rows[keep_np], n_valid[keep_np]
+                else:
+                    XT, y = XT[alive], y[alive]
+                rows, Ws, ws_norm = rows[alive], Ws[alive], ws_norm[alive]
                 W, W_prev, eta, beta, err = W[alive], W_prev[alive], eta[alive], beta[alive], err[alive]
                 status, iters = status[alive], iters[alive]
                 M = M[alive] if M is not None else None

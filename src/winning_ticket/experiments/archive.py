@@ -80,7 +80,7 @@ def machine() -> dict:
     """The machine a run is on: CPU model and cores, torch and its threads, CUDA device if any."""
     import torch
 
-    from ..algorithms.engine import default_device, engine_threads
+    from ..algorithms.engine import default_device, engine_threads, kernel_setting
 
     cpu = platform.processor() or "unknown"
     try:
@@ -93,7 +93,8 @@ def machine() -> dict:
     dev = default_device()
     return {"device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
             "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
-            "engine_threads": engine_threads(), "python": platform.python_version()}
+            "engine_threads": engine_threads(), "engine_kernel": kernel_setting(),
+            "python": platform.python_version()}
 
 
 def archive_dir(name: str, root: Path | None = None) -> Path:
@@ -245,6 +246,8 @@ class AuditReport:
     mismatches: list[str]
     digest_ok: bool
     seconds: float
+    algorithm_changed: bool = False
+    """Whether the algorithm code's digest differs from the archive's (one of the problems listed)."""
 
     @property
     def ok(self) -> bool:
@@ -257,6 +260,48 @@ class AuditReport:
         fix = [] if self.ok else [f"regenerate it with `make reproduce CHAPTER={self.chapter}`"]
         return (f"{self.chapter}: {status}: {self.checked} archived units re-executed"
                 f" ({self.seconds:.0f} s)" + ("; " + "; ".join(self.mismatches[:4] + fix) if not self.ok else ""))
+
+
+ALGORITHM_CHANGED = ("the algorithm code it depends on ({modules}, seeding) changed since the archive was made "
+                     "(source digest differs)")
+
+
+def recertify(spec, report: AuditReport, *, samples: int, quick: bool, root: Path | None = None) -> Path:
+    """Accept today's algorithm code for an archive whose sampled runs it re-executes bit for bit.
+
+    For a change to the algorithm modules that is meant to leave archived numbers alone (a new
+    kernel beside the one that made the archive, a refactoring): ``report`` must come from
+    :func:`audit` of this archive with the code changed and *nothing else* wrong (every
+    re-executed unit equal, task functions unchanged, the archive complete).  The provenance
+    record then takes the new source digest and keeps the old one, with the audit that
+    justified the change, in its ``recertified`` list.  Written atomically.
+    """
+    if report.chapter != spec.name:
+        raise ValueError(f"report is for {report.chapter!r}, not {spec.name!r}")
+    modules = chapter_algorithms(spec)
+    expected = ALGORITHM_CHANGED.format(modules=", ".join(modules))
+    others = [m for m in report.mismatches if m != expected]
+    if not report.algorithm_changed:
+        raise ValueError(f"{spec.name}: the algorithm code is the archive's; nothing to recertify")
+    if others or report.checked < 1:
+        raise ValueError(f"{spec.name}: cannot recertify: " + ("; ".join(others[:4]) or "no unit was re-executed"))
+    path = archive_dir(spec.name, root) / "provenance.json"
+    prov = json.loads(path.read_text())
+    prov.setdefault("recertified", []).append({
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "git_commit": _git_commit(),
+        "from_source_digest": prov["source_digest"], "to_source_digest": package_digest(modules),
+        "units_reexecuted_bitwise_equal": report.checked, "samples": samples, "quick": quick,
+        "kernel": prov.get("machine", {}).get("engine_kernel", "torch")})
+    prov["source_digest"] = package_digest(modules)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".provenance-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(prov, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 AUDIT_RECORD = "audit.json"
@@ -324,14 +369,16 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
     prov, result = arch.provenance, arch.result
     problems = []
     modules = chapter_algorithms(spec)
-    if prov["source_digest"] != package_digest(modules):
-        problems.append(f"the algorithm code it depends on ({', '.join(modules)}, seeding) changed since the archive "
-                        "was made (source digest differs)")
+    algorithm_changed = prov["source_digest"] != package_digest(modules)
+    if algorithm_changed:
+        problems.append(ALGORITHM_CHANGED.format(modules=", ".join(modules)))
     mismatches, checked = [], 0
     rng = np.random.default_rng(seed)
     device = prov.get("machine", {}).get("device", "cpu").split(":")[0]
-    old_device = os.environ.get("WT_DEVICE")
-    os.environ["WT_DEVICE"] = device
+    # the engine kernel that made it (archives from before the fused kernel were made by the torch one)
+    kernel = prov.get("machine", {}).get("engine_kernel", "torch")
+    old_device, old_kernel = os.environ.get("WT_DEVICE"), os.environ.get("WT_KERNEL")
+    os.environ["WT_DEVICE"], os.environ["WT_KERNEL"] = device, kernel
     try:
         for plan in spec.sweeps(result.config):
             recorded = prov.get("task_digests", {}).get(plan.fn.__qualname__)
@@ -379,8 +426,10 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
                         mismatches.append(f"task {k} trial {new_row.get('trial')}: {', '.join(bad)} differ")
                         break
     finally:
-        if old_device is None:
-            os.environ.pop("WT_DEVICE", None)
-        else:
-            os.environ["WT_DEVICE"] = old_device
-    return AuditReport(spec.name, checked, mismatches + problems, not problems, time.perf_counter() - start)
+        for name, old in (("WT_DEVICE", old_device), ("WT_KERNEL", old_kernel)):
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+    return AuditReport(spec.name, checked, mismatches + problems, not problems, time.perf_counter() - start,
+                       algorithm_changed)

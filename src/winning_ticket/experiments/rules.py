@@ -18,7 +18,9 @@ Rules:
   Student-t interval over the pairs;
 * :func:`cluster_slope`: a least-squares slope with a bootstrap interval that resamples whole
   independent units (every problem instance keeps all its points);
-* :func:`holm`: Holm's step-down adjustment when one claim rests on several comparisons.
+* :func:`holm`: Holm's step-down adjustment when one claim rests on several comparisons;
+* :func:`at_every`: a claim made at every point of a grid (every n, every width), from one
+  decision per point, each at the Bonferroni level :func:`bonferroni_level` for the grid's size.
 
 Each returns a :class:`Decision` (verdict, estimate, interval, units, reason), which a chapter
 turns into a :class:`~winning_ticket.experiments.claims.Claim` with :meth:`Decision.claim`.
@@ -108,26 +110,28 @@ def within(estimate, low, high, units, lower: float, upper: float, min_units: in
     return compare(estimate, low, high, units, lower=lower, upper=upper, min_units=min_units)
 
 
-def mean_interval(values) -> tuple[float, float, float]:
-    """The mean of independent values and its Student-t 95% interval (NaNs when fewer than two values).
+def mean_interval(values, level: float = LEVEL) -> tuple[float, float, float]:
+    """The mean of independent values and its Student-t interval at ``level`` (default 95%; NaNs
+    when fewer than two values).
 
     The t interval keeps its coverage at the small numbers of units a rule may see (a
     percentile bootstrap covers only about 85-90% at 5 to 10 units).
     """
     from scipy.stats import t as student_t
 
+    level = check_real("level", level, 0.0, 1.0, low_open=True, high_open=True)
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if v.size < 2:
         return (float(v.mean()) if v.size else float("nan")), float("nan"), float("nan")
-    half = student_t.ppf((1 + LEVEL) / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    half = student_t.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
     return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
 
 
 def paired_difference(a, b, *, lower: float | None = None, upper: float | None = None,
-                      min_units: int = 5) -> Decision:
+                      min_units: int = 5, level: float = LEVEL) -> Decision:
     """The claim "mean(a - b) lies in [lower, upper]" for pairs (a[i], b[i]) measured on the same unit i
-    (Student-t interval of the mean difference over the pairs).
+    (Student-t interval of the mean difference over the pairs, at ``level``).
 
     Pairs with a non-finite member are left out (and counted out of the units).
     """
@@ -136,8 +140,41 @@ def paired_difference(a, b, *, lower: float | None = None, upper: float | None =
         raise ValueError(f"a and b must be one-dimensional and paired, got shapes {a.shape} and {b.shape}")
     d = a - b
     d = d[np.isfinite(d)]
-    est, lo, hi = mean_interval(d)
+    est, lo, hi = mean_interval(d, level)
     return compare(est, lo, hi, int(d.size), lower=lower, upper=upper, min_units=min_units)
+
+
+def bonferroni_level(points: int) -> float:
+    """The interval level that keeps a 95% family-wise level over ``points`` comparisons."""
+    points = check_int("points", points, 1)
+    return 1 - (1 - LEVEL) / points
+
+
+def at_every(decisions) -> Decision:
+    """The claim "it holds at every point" from one :class:`Decision` per point (a mapping
+    ``label -> Decision``, each made at :func:`bonferroni_level` for the number of points).
+
+    SUPPORTED when every point is; NOT SUPPORTED when any point is (the first such is reported);
+    otherwise INCONCLUSIVE, naming the undecided points.  The reported estimate and interval are
+    those of the deciding point (for SUPPORTED, the point whose interval comes closest to the
+    boundary is not known to this function: the first point is shown, and the reason lists all).
+    """
+    items = list(dict(decisions).items())
+    if not items:
+        raise ValueError("at_every needs at least one decision")
+    units = min(d.units for _, d in items)
+    summary = "; ".join(f"{label}: {d.verdict} {d.estimate:.3g} [{d.low:.3g}, {d.high:.3g}]" for label, d in items)
+    failed = [(label, d) for label, d in items if d.verdict == NOT_SUPPORTED]
+    if failed:
+        label, d = failed[0]
+        return Decision(NOT_SUPPORTED, d.estimate, d.low, d.high, units, f"fails at {label}; {summary}")
+    open_ = [(label, d) for label, d in items if d.verdict == INCONCLUSIVE]
+    if open_:
+        label, d = open_[0]
+        return Decision(INCONCLUSIVE, d.estimate, d.low, d.high, units,
+                        f"undecided at {', '.join(str(lbl) for lbl, _ in open_)}; {summary}")
+    label, d = items[0]
+    return Decision(SUPPORTED, d.estimate, d.low, d.high, units, summary)
 
 
 def rate_at_least(successes: int, trials: int, level: float, min_units: int = 10) -> Decision:
