@@ -172,3 +172,13 @@ def test_recertify_accepts_changed_code_only_when_runs_reexecute_exactly(tmp_pat
     assert bad.algorithm_changed
     with pytest.raises(ValueError, match="cannot recertify.*final_error"):
         archive.recertify(spec, bad, samples=2, quick=False, root=tmp_path / "b")
+
+
+def test_quick_audit_leaves_out_long_units_and_says_so(archived, monkeypatch):
+    spec, _, root = archived
+    monkeypatch.setattr(archive, "QUICK_MAX_SECONDS", -1.0)
+    report = archive.audit(spec, samples=3, root=root, quick=True)
+    assert report.ok and report.checked == 0 and set(report.skipped) == {"runs", "ratio_runs"}
+    assert "left out of the quick audit" in report.line()
+    full = archive.audit(spec, samples=3, root=root)
+    assert full.checked >= 3 and not full.skipped

@@ -248,6 +248,8 @@ class AuditReport:
     seconds: float
     algorithm_changed: bool = False
     """Whether the algorithm code's digest differs from the archive's (one of the problems listed)."""
+    skipped: tuple[str, ...] = ()
+    """Tables the quick audit left out (all their units took longer than :data:`QUICK_MAX_SECONDS`)."""
 
     @property
     def ok(self) -> bool:
@@ -258,8 +260,10 @@ class AuditReport:
         """A one-line summary."""
         status = "OK" if self.ok else "FAILED"
         fix = [] if self.ok else [f"regenerate it with `make reproduce CHAPTER={self.chapter}`"]
+        left = (f" (left out of the quick audit, units too long: {', '.join(self.skipped)}; `make audit` re-executes them)"
+                if self.skipped else "")
         return (f"{self.chapter}: {status}: {self.checked} archived units re-executed"
-                f" ({self.seconds:.0f} s)" + ("; " + "; ".join(self.mismatches[:4] + fix) if not self.ok else ""))
+                f" ({self.seconds:.0f} s){left}" + ("; " + "; ".join(self.mismatches[:4] + fix) if not self.ok else ""))
 
 
 ALGORITHM_CHANGED = ("the algorithm code it depends on ({modules}, seeding) changed since the archive was made "
@@ -351,12 +355,17 @@ def _same(a, b) -> bool:
     return a == b
 
 
+QUICK_MAX_SECONDS = 90.0
+"""The quick audit leaves out units that took longer than this when archived (``make audit`` covers them)."""
+
+
 def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quick: bool = False) -> AuditReport:
     """Re-execute archived units of work and compare them exactly; check the archive is whole and current.
 
     * ``samples`` units per chapter: a seeded sample with at least one unit per task;
       ``quick=True`` (the audit of ``make test``) takes the ``samples`` units that took the least
-      time when archived instead, with no minimum per task.
+      time when archived instead, with no minimum per task, and none that took more than
+      :data:`QUICK_MAX_SECONDS` (a table with only longer units is left out and named in the report).
     * Each unit is re-executed exactly as it was archived (the same trials in one batch, one
       engine thread, on the archive's device type) and must equal its rows bit for bit.
     * The archive must hold every (task, trial) of its config's sweeps, no more; the algorithm
@@ -372,7 +381,7 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
     algorithm_changed = prov["source_digest"] != package_digest(modules)
     if algorithm_changed:
         problems.append(ALGORITHM_CHANGED.format(modules=", ".join(modules)))
-    mismatches, checked = [], 0
+    mismatches, checked, skipped = [], 0, []
     rng = np.random.default_rng(seed)
     device = prov.get("machine", {}).get("device", "cpu").split(":")[0]
     # the engine kernel that made it (archives from before the fused kernel were made by the torch one)
@@ -396,8 +405,14 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
             if not units:
                 continue
             if quick:
-                cost = table.groupby(["task_key", "trial"])["unit_seconds"].sum().sort_values(kind="stable")
-                chosen = [(int(k), int(t)) for k, t in cost.index if (int(k), int(t)) in expected][:samples]
+                cost = table.groupby(["task_key", "trial"])["unit_seconds"].sum()
+                unit_cost = cost.groupby([cost.index.get_level_values(0),
+                                          cost.index.get_level_values(1) // per * per]).sum()
+                cost = cost.sort_values(kind="stable")
+                chosen = [(int(k), int(t)) for k, t in cost.index if (int(k), int(t)) in expected
+                          and unit_cost[(k, int(t) // per * per)] <= QUICK_MAX_SECONDS][:samples]
+                if not chosen:
+                    skipped.append(plan.table)
             else:
                 by_task: dict[int, list[int]] = {}
                 for k, t in units:
@@ -432,4 +447,4 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
             else:
                 os.environ[name] = old
     return AuditReport(spec.name, checked, mismatches + problems, not problems, time.perf_counter() - start,
-                       algorithm_changed)
+                       algorithm_changed, tuple(skipped))
