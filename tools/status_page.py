@@ -70,6 +70,13 @@ def rows() -> list[str]:
             p = json.loads(prov_path.read_text())
             m = p["machine"]
             where = m["gpu"] or f"{m['cpu']}, {m['cores']} cores, {p['workers']} workers"
+            where += f"; {m.get('engine_kernel', 'torch')} kernel"
+            recert = p.get("recertified") or []
+            if recert:
+                last = recert[-1]
+                where += (f"; recertified {last['date'][:10]} for changed engine code "
+                          f"({last['units_reexecuted_bitwise_equal']} unit{'s' if last['units_reexecuted_bitwise_equal'] != 1 else ''} "
+                          "re-executed bit for bit)")
             out.append(f"| {link} | archived `{p['profile']}` run | {p['trials_per_cell']} | "
                        f"{_minutes(p['wall_seconds'])} ({_minutes(p['compute_seconds'])} of computation) | "
                        f"{where}; torch {m['torch']} | {p['date'][:10]} (commit `{p['git_commit'][:7]}`) | "

@@ -28,24 +28,39 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..experiments.claims import Claim
+from ..experiments import rules
+from ..experiments.claims import Claim, INCONCLUSIVE
 from ..algorithms.mnist import balanced_subset, load_mnist, to_float
 from ..experiments.seeding import numpy_rng, seed_sequence, torch_generator
 from ..algorithms.networks import DEFAULT_CACHE, BiasFreeMLP, accuracy, cache_key, load_state, save_state_atomic, train_classifier
 from ..experiments.plotting import PALETTE, label_axes
-from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec
+from ..experiments.chapter import ChapterConfig, param, ChapterResult, ChapterSpec, SweepPlan, run_plans
 from ..algorithms.subset_sum import prune_random_network, random_target, solve_subset_sum, sup_error
-from ..experiments.sweep import run_sweep
 
 METHODS = ("subset_sum", "single_unit")
 PAPER_TABLE = {"target accuracy": 0.9719, "approximation accuracy": 0.9719, "weights": 397_000,
                "total coefficients": 8_340_000, "remaining coefficients": 3_730_000}
 """The official repository's README table (Experiment 1)."""
+WEIGHT_RATE_BAND = (-1.3, -0.7)
+"""Per-weight error of the best subset sum: the slope of log2(median error) on n must lie in this band (theory: -1)."""
+NETWORK_RATE_MAX = -0.3
+"""Network sup error: the slope of log2(median sup error) on n must lie below this (at least 2^(-0.3 n))."""
+SINGLE_UNIT_BAND = (-1.5, -0.5)
+"""Single unit: the slope of log2(per-weight error) on log2(n) must lie in this band (theory: -1, error about 1/n)."""
+WIDTH_EPS = 0.05
+"""The sup error the width sweep asks for."""
+WIDTH_SLOPE_MAX = 3.0
+"""Logarithmic width factor: at most this many extra candidates per doubling of the target width."""
+MIN_TARGETS = 5
+"""Fewer random targets than this per depth (or width) and a claim is INCONCLUSIVE."""
+N_MIN_FIT = 6
+"""Rate fits use n >= this (smaller n are pre-asymptotic)."""
 
 
 @dataclass(frozen=True)
 class StrongConfig(ChapterConfig):
-    width: int = param(8, "target width", low=1)
+    width: int = param(8, "target width of the rate experiments", low=1)
+    widths: tuple[int, ...] = param((4, 8, 16, 32), "target widths of the width sweep", low=1, item="width", min_len=2)
     depths: tuple[int, ...] = param((2, 3), "target depths", low=1, item="depth")
     n_values: tuple[int, ...] = param((2, 4, 6, 8, 10, 12, 14, 16, 18, 20), "random candidates per weight",
                                       low=1, high=20, item="n", min_len=3)
@@ -65,8 +80,9 @@ class StrongConfig(ChapterConfig):
 
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "smoke": dict(n_values=(4, 8, 12, 16, 20), trials=2, sup_samples=2000, mnist_hidden=32, mnist_train=6000,
-                      mnist_epochs=1),
-        "book": dict(trials=5, sup_samples=4000),
+                      mnist_epochs=1, widths=(4, 8)),
+        "book": dict(trials=5, sup_samples=4000, widths=(4, 8, 16)),
+        "evidence": dict(),
     }
 
 
@@ -90,7 +106,7 @@ def theory_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> li
             for m, method in enumerate(METHODS):
                 layers = prune_random_network(target, n, seed_sequence(ss, 1, n), method)  # same random net
                 errs = np.concatenate([L.errors.ravel() for L in layers])
-                rows.append(dict(depth=params["depth"], trial=t, n=n, method=method,
+                rows.append(dict(width=params["width"], depth=params["depth"], trial=t, n=n, method=method,
                                  sup_error=sup_error(target, layers, seed_sequence(ss, 2, n, m),
                                                      samples=params["sup_samples"]),
                                  weight_error_median=float(np.median(errs)), weight_error_max=float(errs.max()),
@@ -215,13 +231,14 @@ def run_mnist_replica(config: StrongConfig, cache_dir=DEFAULT_CACHE, progress: b
 
 def mnist_table(rep: dict) -> pd.DataFrame:
     """Our replica beside the repository's table, formatted for reading."""
-    pct, count = "{:.2%}".format, "{:,}".format
+    pct = "{:.2%}".format
+    count = lambda v: f"{int(v):,}"  # noqa: E731 (table rows hold counts as floats)
     paper = PAPER_TABLE
     rows = {
         "target accuracy": (pct(rep["target_accuracy"]), pct(paper["target accuracy"])),
         "approximation accuracy": (pct(rep["approx_accuracy"]), pct(paper["approximation accuracy"])),
         "target weights": (count(rep["weights"]), count(paper["weights"])),
-        "coefficients per weight": (str(rep["coefficients_per_weight"]), "21"),
+        "coefficients per weight": (str(int(rep["coefficients_per_weight"])), "21"),
         "total coefficients": (count(rep["total_coefficients"]), count(paper["total coefficients"])),
         "remaining coefficients": (count(rep["remaining_coefficients"]), count(paper["remaining coefficients"])),
         "remaining / total": (f"{rep['remaining_coefficients'] / rep['total_coefficients']:.3f}",
@@ -246,97 +263,198 @@ def counting_bound(n_weights: int, eps: float, weight_range: float = 2.0) -> flo
 # --- chapter ------------------------------------------------------------------------------------
 
 
+def mnist_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> list[dict]:
+    """Experiment 1 on MNIST as one unit of work (its seeds come from the config's ``seed``)."""
+    config = StrongConfig(**{k: v for k, v in params.items()})
+    rep = run_mnist_replica(config)
+    for timing in ("train_seconds", "target_cached", "solve_seconds", "solve_ms_per_weight"):
+        rep.pop(timing)  # machine-dependent: the archive's unit_seconds records the time
+    return [dict(rep, trial=t) for t in trials]
+
+
 @dataclass(kw_only=True)
 class StrongResult(ChapterResult):
-    """Theory sweep (``runs``: one row per (depth, trial, method, n)) and the MNIST replica (``mnist``)."""
+    """The theory sweep (``runs``: one row per (width, depth, trial, method, n)) and the MNIST replica
+    (``mnist``: one row)."""
 
-    TABLES: ClassVar[tuple[str, ...]] = ("runs",)
+    TABLES: ClassVar[tuple[str, ...]] = ("runs", "mnist")
     config: StrongConfig
     runs: pd.DataFrame
-    mnist: dict
+    mnist: pd.DataFrame
+
+    @property
+    def replica(self) -> dict:
+        """The MNIST replica's numbers as a dict."""
+        return self.mnist.iloc[0].to_dict()
+
+    @property
+    def rate_runs(self) -> pd.DataFrame:
+        """The runs at the rate experiments' width ``config.width``."""
+        return self.runs[self.runs["width"] == self.config.width]
+
+
+_MNIST_FIELDS = ("mnist_hidden", "mnist_train", "mnist_epochs", "mnist_lr", "mnist_eps", "mnist_c", "seed")
+
+
+def sweeps(config: StrongConfig) -> list[SweepPlan]:
+    """The theory sweep over (width, depth) (the rate experiments are its ``width`` rows) and the MNIST replica."""
+    c = config
+    widths = tuple(sorted(set(c.widths) | {c.width}))
+    tasks = tuple(dict(width=w, depth=dp, n_values=c.n_values, sup_samples=c.sup_samples) for dp in c.depths
+                  for w in widths)
+    return [SweepPlan(f"strong-{c.profile}", theory_task, tasks, c.trials, c.seed, table="runs"),
+            SweepPlan(f"strong-mnist-{c.profile}", mnist_task, (dict({f: getattr(c, f) for f in _MNIST_FIELDS}),), 1,
+                      c.seed, table="mnist")]
 
 
 def run(config: StrongConfig, *, executor: Executor | None = None, cache_dir=None, progress: bool | None = None) -> StrongResult:
-    """The theory sweep (subset sum and single unit against n, per depth) and the MNIST replica."""
-    c = config
-    start = time.perf_counter()
-    sweep = run_sweep(theory_task, [dict(width=c.width, depth=dp, n_values=c.n_values, sup_samples=c.sup_samples)
-                                    for dp in c.depths],
-                      c.trials, seed=c.seed, name=f"strong-{c.profile}", executor=executor, cache_dir=cache_dir,
-                      progress=progress)
-    rep = run_mnist_replica(c, cache_dir, progress)
-    return StrongResult(config=c, runs=sweep.runs, mnist=rep, seconds=time.perf_counter() - start)
+    """The theory sweep (subset sum and single unit against n, per width and depth) and the MNIST replica."""
+    return run_plans(sweeps(config), StrongResult, config, executor=executor, cache_dir=cache_dir, progress=progress)
+
+
+def rate_fits(result: StrongResult) -> pd.DataFrame:
+    """Per depth at the rate width: the slopes the claims test, each with a 95% bootstrap interval over targets.
+
+    * subset sum, per-weight error: slope of log2(median per-weight error) on n (n >= 6);
+    * subset sum, network: slope of log2(sup error) on n (n >= 6);
+    * single unit, per-weight error: slope of log2(median per-weight error) on log2(n).
+    """
+    runs = result.rate_runs
+    rows = []
+    for depth, g in runs.groupby("depth"):
+        ss = g[(g["method"] == "subset_sum") & (g["n"] >= N_MIN_FIT)]
+        su = g[g["method"] == "single_unit"]
+        fits = {
+            "subset sum, per weight (log2 error per candidate)": rules.cluster_slope(
+                ss["n"], np.log2(ss["weight_error_median"]), ss["trial"], seed=int(depth)),
+            "subset sum, network sup error (log2 per candidate)": rules.cluster_slope(
+                ss["n"], np.log2(ss["sup_error"]), ss["trial"], seed=int(depth) + 10),
+            "single unit, per weight (log2 error per log2 n)": rules.cluster_slope(
+                np.log2(su["n"]), np.log2(su["weight_error_median"]), su["trial"], seed=int(depth) + 20),
+        }
+        for what, (slope, lo, hi, units) in fits.items():
+            rows.append(dict(depth=depth, quantity=what, slope=slope, low=lo, high=hi, targets=units))
+    return pd.DataFrame(rows).set_index(["depth", "quantity"])
+
+
+def width_needs(result: StrongResult, eps: float = WIDTH_EPS) -> pd.DataFrame:
+    """Per (width, depth, target): the smallest n of the grid whose sup error (subset sum) is at most ``eps``
+    (NaN when the grid does not reach it)."""
+    r = result.runs[result.runs["method"] == "subset_sum"]
+    rows = []
+    for (w, depth, t), g in r.groupby(["width", "depth", "trial"]):
+        ok = g[g["sup_error"] <= eps]["n"]
+        rows.append(dict(width=w, depth=depth, trial=t, n_needed=float(ok.min()) if len(ok) else np.nan))
+    return pd.DataFrame(rows)
+
+
+def width_fit(result: StrongResult, eps: float = WIDTH_EPS) -> pd.DataFrame:
+    """Per depth: candidates needed for sup error ``eps`` against log2(width): the slope (extra candidates per
+    doubling of the width) with a 95% bootstrap interval over targets, the mean n per width and how many
+    targets the grid did not bring to ``eps``."""
+    need = width_needs(result, eps)
+    rows = []
+    for depth, g in need.groupby("depth"):
+        slope, lo, hi, units = rules.cluster_slope(np.log2(g["width"]), g["n_needed"], g["trial"], seed=int(depth) + 30)
+        row = dict(depth=depth, slope=slope, low=lo, high=hi, targets=units, not_reached=int(g["n_needed"].isna().sum()))
+        row.update({f"mean n, width {w}": h["n_needed"].mean() for w, h in g.groupby("width")})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("depth")
+
+
+CLAIMS = {
+    "weight-error-halves-per-candidate": (
+        "The best subset sum of n random candidates approximates a weight with an error that falls about like 2^-n.",
+        f"at every depth the slope of log2(median per-weight error) on n (n ≥ {N_MIN_FIT}) has its 95% bootstrap "
+        f"interval over targets inside [{WEIGHT_RATE_BAND[0]}, {WEIGHT_RATE_BAND[1]}]; ≥ {MIN_TARGETS} targets"),
+    "network-error-falls-geometrically": (
+        "The pruned network's error (sup over the unit sphere) falls geometrically in n, at least like 2^(-n/3); "
+        "the measured rate is in the statistic.",
+        f"at every depth the slope of log2(sup error) on n (n ≥ {N_MIN_FIT}) has its 95% interval below "
+        f"{NETWORK_RATE_MAX}"),
+    "single-unit-error-polynomial": (
+        "Selecting one unit per weight (Malach et al.) improves only polynomially: per-weight error about 1/n.",
+        f"at every depth the slope of log2(median per-weight error) on log2(n) has its 95% interval inside "
+        f"[{SINGLE_UNIT_BAND[0]}, {SINGLE_UNIT_BAND[1]}]"),
+    "candidates-grow-logarithmically-with-width": (
+        "The candidates needed per weight grow only logarithmically with the target's width: a few more per "
+        "doubling of the width (the O(log(d l / ε)) factor of Pensia et al.).",
+        f"at every depth the slope of n needed for sup error ≤ {WIDTH_EPS} on log2(width) has its 95% interval "
+        f"inside [0, {WIDTH_SLOPE_MAX}] (candidates per doubling); every target reaches the error in the grid"),
+    "mnist-accuracy-preserved": (
+        "Replacing every MNIST weight by its subset sum keeps the target's accuracy (repository: 97.19% both). "
+        "A check of the construction: once every weight is within ε, the accuracy follows.",
+        "accuracies within 0.1 points and every weight within ε"),
+    "mnist-remaining-fraction": (
+        "About 45% of the random coefficients survive pruning (repository: 3.73M of 8.34M).",
+        "the fraction lies in [0.35, 0.55]"),
+}
+
+
+def _fit_decision(fits: pd.DataFrame, quantity: str, lower, upper) -> rules.Decision:
+    per = {}
+    for depth in fits.index.get_level_values(0).unique():
+        f = fits.loc[(depth, quantity)]
+        per[f"depth {depth}"] = rules.compare(f["slope"], f["low"], f["high"], int(f["targets"]), lower=lower,
+                                              upper=upper, min_units=MIN_TARGETS)
+    return rules.at_every(per)
 
 
 def check_claims(result: StrongResult) -> list[Claim]:
-    """The claims of Pensia et al. tested by the chapter, decided from the runs.
+    """The claims of Pensia et al. tested by the chapter (statements and rules in :data:`CLAIMS`).
 
-    * ``subset-sum-error-geometric``: the log10 slope of the median sup error against n is at
-      most -0.1 at every depth.
-    * ``single-unit-error-slow``: at the largest n the single-unit error is at least 10 times
-      the subset-sum error at every depth.
-    * ``logarithmic-width-suffices``: subset sum reaches median sup error 0.01 within the grid of
-      n at every depth; the single unit does not.
-    * ``mnist-accuracy-preserved``: the approximated network's test accuracy is within 0.1
-      points of the target's and every weight within ``mnist_eps``.
-    * ``mnist-remaining-fraction``: the fraction of kept coefficients lies in [0.35, 0.55].
+    Intervals resample random targets (the independent unit); rate claims are made at every depth.
     """
     c = result.config
-    slopes = decay_slopes(result.runs)["log10_slope_per_unit"]
-    s = theory_summary(result.runs)["sup_error_median"]
-    top = max(c.n_values)
-    ratio = {d: s[(d, "single_unit", top)] / s[(d, "subset_sum", top)] for d in c.depths}
-    need = n_needed(result.runs, [0.01])
-    rep = result.mnist
-    frac = rep["remaining_coefficients"] / rep["total_coefficients"]
-    return [
-        Claim(
-            name="subset-sum-error-geometric",
-            statement="With subset sums the error falls geometrically in the number n of candidates (about 2^-n).",
-            holds=bool((slopes.xs("subset_sum", level="method") <= -0.1).all()),
-            statistic="log10 slope of the median sup error per extra candidate (n >= 6): "
-                      + ", ".join(f"depth {d}: {v:.3f}" for d, v in slopes.xs("subset_sum", level="method").items()),
-            rule="the slope is at most -0.1 (a factor 10 per 10 candidates) at every depth",
-        ),
-        Claim(
-            name="single-unit-error-slow",
-            statement="Selecting one unit per weight (Malach et al.) improves only polynomially: far behind at large n.",
-            holds=bool(all(v >= 10 for v in ratio.values())),
-            statistic=f"median sup error, single unit / subset sum, at n = {top}: "
-                      + ", ".join(f"depth {d}: {v:.3g}" for d, v in ratio.items()),
-            rule="the ratio is at least 10 at every depth",
-        ),
-        Claim(
-            name="logarithmic-width-suffices",
-            statement="A target error of 0.01 needs few candidates with subset sums; single units do not reach it.",
-            holds=bool(need[need.method == "subset_sum"]["n"].notna().all()
-                       and need[need.method == "single_unit"]["n"].isna().all()),
-            statistic="; ".join(f"depth {r.depth} {r.method}: n = {r.n:g}" for r in need.itertuples()),
-            rule=f"subset sum reaches median sup error 0.01 within n <= {top} at every depth, the single unit does not",
-        ),
-        Claim(
-            name="mnist-accuracy-preserved",
-            statement="Replacing every MNIST weight by its subset sum keeps the target's accuracy (repository: 97.19% both).",
-            holds=bool(abs(rep["approx_accuracy"] - rep["target_accuracy"]) <= 0.001 and rep["within_eps"] == 1.0),
-            statistic=f"target {rep['target_accuracy']:.4f}, approximation {rep['approx_accuracy']:.4f}; "
-                      f"largest weight error {rep['max_weight_error']:.2e}",
-            rule=f"accuracies within 0.1 points and every weight within eps = {c.mnist_eps}",
-        ),
-        Claim(
-            name="mnist-remaining-fraction",
-            statement="About 45% of the random coefficients survive pruning (repository: 3.73M of 8.34M).",
-            holds=bool(0.35 <= frac <= 0.55),
-            statistic=f"remaining / total = {frac:.3f} ({rep['remaining_coefficients']:,} of {rep['total_coefficients']:,})",
-            rule="the fraction lies in [0.35, 0.55]",
-        ),
+    fits = rate_fits(result)
+    claims = [
+        _fit_decision(fits, "subset sum, per weight (log2 error per candidate)", *WEIGHT_RATE_BAND).claim(
+            "weight-error-halves-per-candidate", *CLAIMS["weight-error-halves-per-candidate"],
+            what="log2 slope per candidate"),
+        _fit_decision(fits, "subset sum, network sup error (log2 per candidate)", None, NETWORK_RATE_MAX).claim(
+            "network-error-falls-geometrically", *CLAIMS["network-error-falls-geometrically"],
+            what="log2 slope per candidate"),
+        _fit_decision(fits, "single unit, per weight (log2 error per log2 n)", *SINGLE_UNIT_BAND).claim(
+            "single-unit-error-polynomial", *CLAIMS["single-unit-error-polynomial"], what="log-log slope"),
     ]
+    wf = width_fit(result)
+    per = {}
+    for depth, f in wf.iterrows():
+        d = rules.compare(f["slope"], f["low"], f["high"], int(f["targets"]), lower=0.0, upper=WIDTH_SLOPE_MAX,
+                          min_units=MIN_TARGETS)
+        if f["not_reached"]:
+            d = rules.Decision(INCONCLUSIVE, d.estimate, d.low, d.high, d.units,
+                               f"{int(f['not_reached'])} target(s) did not reach sup error {WIDTH_EPS} within n ≤ {max(c.n_values)}")
+        per[f"depth {depth}"] = d
+    if len(set(result.runs["width"])) < 2:
+        claims.append(Claim(name="candidates-grow-logarithmically-with-width",
+                            statement=CLAIMS["candidates-grow-logarithmically-with-width"][0], holds=None,
+                            statistic="fewer than two widths", rule=CLAIMS["candidates-grow-logarithmically-with-width"][1]))
+    else:
+        claims.append(rules.at_every(per).claim("candidates-grow-logarithmically-with-width",
+                                                *CLAIMS["candidates-grow-logarithmically-with-width"],
+                                                what="candidates per doubling of the width"))
+    rep = result.replica
+    frac = rep["remaining_coefficients"] / rep["total_coefficients"]
+    claims += [
+        Claim(name="mnist-accuracy-preserved", statement=CLAIMS["mnist-accuracy-preserved"][0],
+              holds=bool(abs(rep["approx_accuracy"] - rep["target_accuracy"]) <= 0.001 and rep["within_eps"] == 1.0),
+              statistic=f"target {rep['target_accuracy']:.4f}, approximation {rep['approx_accuracy']:.4f}; "
+                        f"largest weight error {rep['max_weight_error']:.2e} (ε = {c.mnist_eps})",
+              rule=CLAIMS["mnist-accuracy-preserved"][1]),
+        Claim(name="mnist-remaining-fraction", statement=CLAIMS["mnist-remaining-fraction"][0],
+              holds=bool(0.35 <= frac <= 0.55),
+              statistic=f"remaining / total = {frac:.3f} ({int(rep['remaining_coefficients']):,} of "
+                        f"{int(rep['total_coefficients']):,})", rule=CLAIMS["mnist-remaining-fraction"][1]),
+    ]
+    return claims
 
 
 def plot_theory(result: StrongResult):
     """(a) sup error against n; (b) candidates needed against 1/eps; (c) kept weights per target weight."""
     c = result.config
-    s = theory_summary(result.runs).reset_index()
-    need = n_needed(result.runs, c.eps_grid)
+    s = theory_summary(result.rate_runs).reset_index()
+    need = n_needed(result.rate_runs, c.eps_grid)
     fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(13, 3.9))
     styles = {2: "-", 3: "--", 4: ":"}
     for m, method in enumerate(METHODS):
@@ -360,5 +478,20 @@ def plot_theory(result: StrongResult):
     return fig
 
 
+def plot_width(result: StrongResult):
+    """Candidates needed for sup error ≤ WIDTH_EPS against the target width (subset sum), mean and 95% interval over targets."""
+    need = width_needs(result)
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for i, (depth, g) in enumerate(need.groupby("depth")):
+        stats = np.array([rules.mean_interval(h["n_needed"]) for _, h in g.groupby("width")])
+        ws = np.array(sorted(g["width"].unique()), dtype=float)
+        ax.errorbar(ws, stats[:, 0], yerr=[stats[:, 0] - stats[:, 1], stats[:, 2] - stats[:, 0]], marker="os"[i % 2],
+                    color=PALETTE[i], capsize=3, label=f"depth {depth}")
+    ax.set_xscale("log", base=2)
+    label_axes(ax, "target width d", f"candidates n needed for sup error ≤ {WIDTH_EPS}\n(mean, 95% CI over targets)",
+               "candidates against width (subset sum)", legend=True)
+    return fig
+
+
 CHAPTER = ChapterSpec("strong_tickets", "Strong lottery tickets by subset sum", StrongConfig, StrongResult, run, check_claims,
-                      {"Theorem 1 (Pensia et al.)": plot_theory})
+                      {"Theorem 1 (Pensia et al.)": plot_theory, "width": plot_width}, sweeps=sweeps)
