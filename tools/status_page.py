@@ -79,7 +79,8 @@ def rows() -> list[str]:
                           "re-executed bit for bit)")
             out.append(f"| {link} | archived `{p['profile']}` run | {p['trials_per_cell']} | "
                        f"{_minutes(p['wall_seconds'])} ({_minutes(p['compute_seconds'])} of computation) | "
-                       f"{where}; torch {m['torch']} | {p['date'][:10]} (commit `{p['git_commit'][:7]}`) | "
+                       f"{where}; torch {m['torch']} | {p['date'][:10]} (commit `{p['git_commit'][:7]}`"
+                       f"{', uncommitted source changes' if p['git_commit'].endswith('+dirty-src') else ''}) | "
                        f"{_audit_cell(archive.last_audit(name))} | {nb_cell} |")
         else:
             book = spec.config.for_profile("book")

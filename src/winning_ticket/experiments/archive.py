@@ -200,7 +200,8 @@ class Archived:
                              f"thread" if isinstance(workers, int) else f"{m['cpu']}, a Dask cluster")
         trials = f", {p['trials_per_cell']} trials per cell" if p.get("trials_per_cell") else ""
         return (f"Archived evidence run: profile '{p['profile']}'{trials}; {where}; {p['wall_seconds'] / 60:.0f} min "
-                f"({p['compute_seconds'] / 60:.0f} min of computation) on {p['date'][:10]}; commit {p['git_commit'][:7]}.")
+                f"({p['compute_seconds'] / 60:.0f} min of computation) on {p['date'][:10]}; commit {p['git_commit'][:7]}"
+                + (" with uncommitted source changes" if p["git_commit"].endswith("+dirty-src") else "") + ".")
 
 
 def load(spec, root: Path | None = None) -> Archived:
