@@ -407,6 +407,20 @@ CLAIMS = {
 def check_claims(result: GreedyResult) -> list[Claim]:
     """The claims of Rajaraman et al. tested by the chapter (statements and rules in :data:`CLAIMS`).
 
+    * ``regularizer-separates-columns``: with the penalty exactly r columns above the threshold, without
+      it at least 20% of the columns at half the largest norm (Fig. 1; one run).
+    * ``prune-keeps-exactly-r``: the share of runs keeping exactly r (Wilson interval) at least 0.95.
+    * ``exactly-r-over-a-range-of-lambda``: every trial keeps exactly r over consecutive λ spanning a factor ≥ 10.
+    * ``error-level-sigma-sqrt-rd-over-n``: at every n, error / σ√(rd/n) inside [0.5, 2] (Bonferroni).
+    * ``pruning-beats-unpruned`` and ``pruning-beats-early-stopped-unpruned``: at every n the paired
+      difference of errors above 0 (Bonferroni).
+    * ``pruning-matches-knowing-r``: at every n the paired log ratio to the exact-r model inside
+      [log 0.8, log 1.25] (Bonferroni).
+    * ``unpruned-fits-the-training-data-better``: at every n the paired training-MSE difference above 0.
+    * ``fine-tuning-converges-linearly`` (a check): R² ≥ 0.95 of a log-linear fit for every run.
+    * ``quadratic-network-pruned-generalizes``: every trial keeps r neurons and the paired test-MSE
+      difference is above 0.
+
     Intervals resample problems (the independent unit); claims made "at every n" use a
     Bonferroni level over the n values and :func:`~winning_ticket.experiments.rules.at_every`.
     When a run pruned every column (λ too large), the claims about the fine-tuned model are
