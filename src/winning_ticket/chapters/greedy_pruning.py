@@ -402,6 +402,7 @@ CLAIMS = {
         "every trial keeps r neurons, and the mean paired difference of test MSE (unpruned − pruned) has its "
         "95% interval above 0"),
 }
+"""Each claim's statement and rule (fixed before the evidence run), by claim id."""
 
 
 def check_claims(result: GreedyResult) -> list[Claim]:

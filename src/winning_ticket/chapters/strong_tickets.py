@@ -390,6 +390,7 @@ CLAIMS = {
         "About 45% of the random coefficients survive pruning (repository: 3,725,871 of 8,337,000).",
         "the fraction lies in [0.35, 0.55]"),
 }
+"""Each claim's statement and rule (fixed before the evidence run), by claim id."""
 
 
 def _fit_decision(fits: pd.DataFrame, quantity: str, lower, upper) -> rules.Decision:
