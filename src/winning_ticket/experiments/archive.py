@@ -298,15 +298,7 @@ def recertify(spec, report: AuditReport, *, samples: int, quick: bool, root: Pat
         "units_reexecuted_bitwise_equal": report.checked, "samples": samples, "quick": quick,
         "kernel": prov.get("machine", {}).get("engine_kernel", "torch")})
     prov["source_digest"] = package_digest(modules)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".provenance-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(prov, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return _write_json_atomic(path, prov)
 
 
 AUDIT_RECORD = "audit.json"
@@ -323,15 +315,20 @@ def record_audit(report: AuditReport, *, samples: int, quick: bool, root: Path |
               "quick": quick, "seconds": round(report.seconds, 1), "mismatches": report.mismatches[:10],
               "git_commit": _git_commit(), "machine": machine(),
               "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".audit-", suffix=".json")
+    return _write_json_atomic(target, record)
+
+
+def _write_json_atomic(path: Path, obj) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` through a temporary file in the same directory."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, target)
+            fh.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
+    return path
 
 
 def last_audit(name: str, root: Path | None = None) -> dict | None:
