@@ -114,3 +114,75 @@ def fused_gradient(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid: np.nda
     if out is None:
         out = np.empty(W.shape)
     return _compiled(XN, y, W, n_valid, out)
+
+
+# --- 2x2 max pooling followed by ReLU (the LeNet-5 trainer of stacked_lenet) ---------------------
+
+
+def _pool_relu_forward(x, out, idx):  # pragma: no cover - compiled by numba, tested through the wrapper
+    P, H, W = x.shape
+    for p in range(P):
+        for i in range(H // 2):
+            for j in range(W // 2):
+                # max_pool2d's scan: row-major in the window, a later entry wins only if greater (or NaN)
+                m = x[p, 2 * i, 2 * j]
+                k = (2 * i) * W + 2 * j
+                for di in range(2):
+                    for dj in range(2):
+                        v = x[p, 2 * i + di, 2 * j + dj]
+                        if v > m or v != v:
+                            m = v
+                            k = (2 * i + di) * W + 2 * j + dj
+                if m > 0.0:  # ReLU; its gradient passes only where the output is positive
+                    out[p, i, j] = m
+                    idx[p, i, j] = k
+                else:
+                    out[p, i, j] = m if m != m else 0.0
+                    idx[p, i, j] = -1
+    return out
+
+
+def _pool_relu_backward(g, idx, out):  # pragma: no cover - compiled by numba, tested through the wrapper
+    P, H2, W2 = g.shape
+    W = out.shape[2]
+    out[:] = 0.0
+    for p in range(P):
+        for i in range(H2):
+            for j in range(W2):
+                k = idx[p, i, j]
+                if k >= 0:
+                    out[p, k // W, k % W] += g[p, i, j]
+    return out
+
+
+_pool_compiled: dict = {}
+
+
+def _pool_kernel(name: str):
+    if numba is None:
+        raise RuntimeError("the pooling kernel needs numba (pip install -r requirements-dev.txt -c constraints.txt)")
+    if name not in _pool_compiled:
+        fn = {"forward": _pool_relu_forward, "backward": _pool_relu_backward}[name]
+        _pool_compiled[name] = numba.njit(boundscheck=False, cache=True, nogil=True)(fn)
+    return _pool_compiled[name]
+
+
+def pool_relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``relu(max_pool2d(x, 2))`` of a C-contiguous float32 ``(P, H, W)`` array (even ``H``, ``W``)
+    and, per output, the flat index in its ``H x W`` plane of the entry its gradient goes to
+    (``max_pool2d``'s choice among ties), or -1 where the ReLU blocks it."""
+    if x.dtype != np.float32 or x.ndim != 3 or not x.flags.c_contiguous or x.shape[1] % 2 or x.shape[2] % 2:
+        raise ValueError(f"x must be a C-contiguous float32 (P, H, W) array with even H and W, got {x.dtype} {x.shape}")
+    P, H, W = x.shape
+    out = np.empty((P, H // 2, W // 2), dtype=np.float32)
+    idx = np.empty((P, H // 2, W // 2), dtype=np.int32)
+    _pool_kernel("forward")(x, out, idx)
+    return out, idx
+
+
+def pool_relu_backward(g: np.ndarray, idx: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """The gradient with respect to the input of :func:`pool_relu_forward`, from the output's ``g``."""
+    g = np.ascontiguousarray(g, dtype=np.float32)
+    if g.shape != idx.shape or len(shape) != 3 or g.shape != (shape[0], shape[1] // 2, shape[2] // 2):
+        raise ValueError(f"g {g.shape}, idx {idx.shape} and input shape {shape} do not match")
+    return _pool_kernel("backward")(g, idx, np.empty(shape, dtype=np.float32))

@@ -404,6 +404,10 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
                 continue
             if quick:
                 cost = table.groupby(["task_key", "trial"])["unit_seconds"].sum()
+                if plan.audit_prefix is not None:  # only the prefix is re-executed: its share of the rows
+                    name, value, column = plan.audit_prefix
+                    share = (table[column] <= value).groupby([table["task_key"], table["trial"]]).mean()
+                    cost = cost * share.reindex(cost.index)
                 unit_cost = cost.groupby([cost.index.get_level_values(0),
                                           cost.index.get_level_values(1) // per * per]).sum()
                 cost = cost.sort_values(kind="stable")
@@ -426,9 +430,16 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
                 if (k, lo) in done:
                     continue
                 done.add((k, lo))
+                params, old = keyed[k], table[(table["task_key"] == k) & table["trial"].isin(group)]
+                if plan.audit_prefix is not None:  # the unit's first steps only
+                    name, value, column = plan.audit_prefix
+                    params = {**params, name: min(value, params[name])}
+                    old = old[old[column] <= value]
+                old = old.to_dict("records")
                 with torch_threads(1):  # as archived: one thread per worker (LAPACK results depend on it)
-                    rows = _run_unit(plan.fn, keyed[k], plan.seed, group, plan.seed_keys)
-                old = table[(table["task_key"] == k) & table["trial"].isin(group)].to_dict("records")
+                    rows = _run_unit(plan.fn, params, plan.seed, group, plan.seed_keys)
+                if plan.audit_prefix is not None:
+                    rows = [{**r, "task_key": k} for r in rows]  # the archived unit's key, not the prefix's
                 checked += 1
                 if len(rows) != len(old):
                     mismatches.append(f"task {k} trials {group[0]}-{group[-1]}: {len(rows)} rows, archived {len(old)}")

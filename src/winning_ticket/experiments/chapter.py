@@ -164,6 +164,11 @@ class SweepPlan:
     seed_keys: tuple[str, ...] | None = None
     trials_per_unit: int | None = None
     table: str = "runs"
+    audit_prefix: tuple[str, int, str] | None = None
+    """``(parameter, value, column)``: the audit re-executes a unit with ``parameter`` set to ``value``
+    and compares the archived rows whose ``column`` is at most ``value`` (for a sequential unit whose
+    first steps do not depend on how many follow, such as IMP's rounds; the seeds must then not
+    depend on ``parameter``: give ``seed_keys``)."""
 
     def run(self, *, executor=None, cache_dir=None, progress=None):
         """Run the sweep (see :func:`~winning_ticket.experiments.sweep.run_sweep`)."""
