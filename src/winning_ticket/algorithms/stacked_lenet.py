@@ -17,10 +17,12 @@ Speed.  On one CPU thread these networks are too small for PyTorch's grouped con
 grouped or wider convolution is 2-8 times *slower* per network than ``S`` separate ones in the
 oneDNN build measured here), so the two convolutions run once per network; everything else (the
 three fully connected layers as batched matrix products, the loss, masking, Adam) runs once for
-all.  ``torch.max_pool2d`` costs 1.6 ms on a 60-image batch of the first layer (a slow CPU path);
-:func:`pool2` takes the maximum of the four strided slices instead (about 8 times faster) with the
-same tie-breaking, and pooling precedes the ReLU (they commute, and the ReLU then touches a
-quarter of the values).  ``benchmarks/bench_lenet.py`` measures the effect.
+all.  ``F.max_pool2d`` followed by ``torch.relu`` costs about 2 ms forward and backward on a
+60-image batch of the first layer (a slow CPU path of this build); :func:`pool_relu` does both in
+one compiled pass (:func:`~winning_ticket.algorithms.kernels.pool_relu_forward`, about 4 times
+faster) with ``max_pool2d``'s tie-breaking, so its gradients are the same to the bit (tested).
+Evaluation uses batches of 100 images: the first convolution is 4 times slower per image at 1000.
+``benchmarks/bench_lenet.py`` measures the whole against the plain loop.
 
 Equivalence.  Network ``s`` of a stack computes what it would compute alone (``S = 1``): the
 convolutions are the same calls on the same shapes, the batched products and Adam treat each

@@ -93,7 +93,7 @@ class MNISTIMPConfig(ChapterConfig):
         "smoke": dict(N_values=(1000, 2000), control_N=(1000,), rounds=3, epochs=1, n_val=500, n_test=1000,
                       trials=2, workers=1),
         "book": dict(epochs=5, trials=1, control_N=(10_000,), checkpoints=1),
-        "evidence": dict(epochs=5, trials=5, control_N=(10_000,), checkpoints=1),
+        "evidence": dict(epochs=5, trials=5, control_N=(10_000, 40_000), checkpoints=1),
     }
 
     def validate(self) -> None:
