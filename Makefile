@@ -25,7 +25,7 @@ help:
 	@echo "make pdf                   the whole book as one PDF (chromium, offline) in _build/pdf, linked from the HTML book"
 	@echo "make test-notebooks-strict nbval in the book profile against the committed outputs (slow)"
 	@echo "make notebooks             re-execute the chapters in place (WT_PROFILE=$(WT_PROFILE))"
-	@echo "make benchmark             time the batched engine against the numpy reference"
+	@echo "make benchmark             time the batched engine and the stacked LeNet-5 trainer against plain loops"
 	@echo "make reproduce CHAPTER=x   run a chapter's evidence run into results/x (all chapters without CHAPTER; PROFILE=evidence, WORKERS=2)"
 	@echo "make audit                 re-execute a sample of every archived run and compare exactly"
 	@echo "make student-notebooks     copies of the chapters without solutions or outputs, in _build/student-notebooks"
@@ -113,6 +113,7 @@ notebooks: install
 
 benchmark: install
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) benchmarks/bench_engine.py
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) benchmarks/bench_lenet.py
 
 # --- the evidence archive ----------------------------------------------------------------
 CHAPTER ?=

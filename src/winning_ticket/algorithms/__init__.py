@@ -7,7 +7,7 @@ validation and progress bars, and nothing from :mod:`winning_ticket.chapters`.
 - :mod:`~.risk`: empirical risk (2), its gradient and Hessian (numpy reference).
 - :mod:`~.agd`: Algorithm 1, accelerated gradient descent (numpy reference).
 - :mod:`~.engine`: the batched torch engine (CPU or GPU), tested against the reference.
-- :mod:`~.kernels`: the engine's fused one-pass CPU gradient kernel (numba).
+- :mod:`~.kernels`: compiled CPU kernels (numba): the engine's fused one-pass gradient, LeNet-5's pooling.
 - :mod:`~.batching`: problems of different sizes in one engine batch (zero-padded samples).
 - :mod:`~.rates`: convergence-rate estimation.
 - :mod:`~.tensor_init`: the tensor initialization of Lemma 1.
@@ -15,5 +15,6 @@ validation and progress bars, and nothing from :mod:`winning_ticket.chapters`.
 - :mod:`~.matrix_sensing`: matrix sensing, group Lasso and greedy pruning (Rajaraman et al.).
 - :mod:`~.subset_sum`: subset sum and strong lottery tickets (Pensia et al.).
 - :mod:`~.networks`: torch networks (LeNet-5, bias-free MLP), training, weight cache.
+- :mod:`~.stacked_lenet`: many LeNet-5 networks trained as one computation (IMP on MNIST).
 - :mod:`~.mnist`: the MNIST IDX loader with checksums.
 """
