@@ -126,8 +126,30 @@ def test_config_validation():
         im.MNISTIMPConfig(N_values=(10_000,), control_N=(20_000,))
     with pytest.raises(ValueError, match="n_val"):
         im.MNISTIMPConfig(N_values=(55_000,), control_N=(), n_val=6_000)
+    assert im.MNISTIMPConfig(N_values=(49_210,), control_N=()).n_val == 5_000
+    with pytest.raises(ValueError, match="digit 5"):  # 5,421 fives, 500 of them in the validation set
+        im.MNISTIMPConfig(N_values=(49_220,), control_N=())
     assert im.moderate_rounds(im.MNISTIMPConfig()) == [3, 4, 5, 6, 7]
     assert im.sparse_rounds(im.MNISTIMPConfig()) == [11, 12]
+    assert im.sparse_rounds(im.MNISTIMPConfig(rounds=3)) == [2]  # round 3 (51%) is moderate, not over-pruned
+
+
+def test_too_few_rounds_make_every_claim_inconclusive():
+    res = _runs()
+    res.config = res.config.replace(rounds=2)
+    res.runs = res.runs[res.runs["round"] <= 2]
+    claims = im.check_claims(res)
+    assert {c.verdict for c in claims} == {"INCONCLUSIVE"} and len(claims) == len(im.CLAIM_STATEMENTS)
+    assert "moderate band" in claims[0].statistic
+
+
+def test_a_prefix_audit_needs_seeds_that_do_not_depend_on_the_prefix():
+    from winning_ticket.experiments.chapter import SweepPlan
+
+    with pytest.raises(ValueError, match="seed_keys"):
+        SweepPlan("x", im.imp_mnist_task, (), 1, 0, audit_prefix=("rounds", 1, "round"))
+    with pytest.raises(ValueError, match="seed_keys"):
+        SweepPlan("x", im.imp_mnist_task, (), 1, 0, seed_keys=("rounds",), audit_prefix=("rounds", 1, "round"))
 
 
 # --- the claims' rules -------------------------------------------------------------------------------

@@ -60,6 +60,8 @@ MODERATE_BAND = (20.0, 60.0)
 """Remaining weights (%) that count as *moderate* pruning: rounds 3 to 7 at a 20% rate (51% to 21%)."""
 SPARSE_ROUNDS = 2
 """The last this many rounds count as *over-pruned* (8.6% and 6.9% remaining at 12 rounds of 20%)."""
+RAREST_CLASS = 5_421
+"""Training images of MNIST's rarest digit (5): a class-balanced subset has at most 10 times this, less the validation share."""
 METRICS = {"es_accuracy": "test accuracy at the validation-chosen checkpoint (early stopping)",
            "best_accuracy": "best test accuracy over the epochs (the reference repository's metric)",
            "final_accuracy": "test accuracy after the last epoch"}
@@ -97,13 +99,15 @@ class MNISTIMPConfig(ChapterConfig):
     }
 
     def validate(self) -> None:
-        """``control_N`` must be among ``N_values``; training sets must fit beside the validation set."""
+        """``control_N`` must be among ``N_values``; class-balanced training sets must fit beside the
+        validation set (MNIST's rarest digit, 5, has :data:`RAREST_CLASS` training images)."""
         extra = sorted(set(self.control_N) - set(self.N_values))
         if extra:
             raise ValueError(f"control_N = {self.control_N}: {extra} not in N_values {self.N_values}")
-        if max(self.N_values) > 60_000 - self.n_val:
-            raise ValueError(f"N_values: {max(self.N_values)} training images do not fit beside n_val = "
-                             f"{self.n_val} validation images (at most {60_000 - self.n_val})")
+        most = 10 * (RAREST_CLASS - -(-self.n_val // 10))
+        if max(self.N_values) > most:
+            raise ValueError(f"N_values: {max(self.N_values)} class-balanced training images do not fit beside "
+                             f"n_val = {self.n_val} validation images (at most {most}: digit 5 has {RAREST_CLASS})")
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -111,7 +115,9 @@ class MNISTIMPConfig(ChapterConfig):
 
 def validation_split(labels: np.ndarray, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(validation indices, the rest): a class-balanced validation set of ``n_val`` of the training
-    images, the same for every size and seed of the chapter (stream ``(seed, 0)``)."""
+    images, the same for every size and seed of the chapter (stream ``(seed, 0)``; with the trials'
+    seeds keyed ``(seed, trial)`` that is trial 0's root, from which the task never draws: it uses
+    only the sub-streams ``(seed, trial, ...)``)."""
     val = balanced_subset(labels, n_val, seed_sequence(seed, 0))
     rest = np.setdiff1d(np.arange(len(labels)), val, assume_unique=True)
     return val, rest
@@ -261,8 +267,9 @@ def moderate_rounds(config: MNISTIMPConfig) -> list[int]:
 
 
 def sparse_rounds(config: MNISTIMPConfig) -> list[int]:
-    """The last :data:`SPARSE_ROUNDS` rounds."""
-    return list(range(max(1, config.rounds - SPARSE_ROUNDS + 1), config.rounds + 1))
+    """The last :data:`SPARSE_ROUNDS` rounds, unless moderate (with few rounds the two would overlap)."""
+    mid = set(moderate_rounds(config))
+    return [k for k in range(max(1, config.rounds - SPARSE_ROUNDS + 1), config.rounds + 1) if k not in mid]
 
 
 def summary(result: MNISTIMPResult, metric: str = "es_accuracy") -> pd.DataFrame:
@@ -288,7 +295,22 @@ def paired_vs_dense(result: MNISTIMPResult, metric: str = "es_accuracy") -> pd.D
 
 
 def _band_mean(p: pd.DataFrame, rounds: list[int]) -> pd.Series:
-    return p[[k for k in rounds if k in p.columns]].mean(axis=1)
+    # a seed missing one of the rounds gets NaN (and drops out of the pairs), never a mean over fewer rounds
+    return p.reindex(columns=rounds).mean(axis=1, skipna=False)
+
+
+CLAIM_STATEMENTS = {
+    "moderate-pruning-raises-accuracy": "Moderate pruning raises the test accuracy above the dense network's (paper Fig. 7).",
+    "over-pruning-lowers-accuracy": "Over-pruning lowers the accuracy below the dense network's.",
+    "more-data-higher-accuracy": "A larger training set gives a higher accuracy at every sparsity.",
+    "ticket-beats-reinit": "At moderate sparsity the winning ticket beats the same mask with a fresh random "
+                           "initialization (the lottery-ticket control).",
+    "ticket-beats-random-mask": "At moderate sparsity the winning ticket beats a random mask with the ticket's "
+                                "layer-wise sparsity (the lottery-ticket control).",
+    "tickets-stop-earlier": "Winning tickets reach their early-stopping point sooner than the dense network "
+                            "(Frankle & Carbin).",
+}
+"""The claims of the chapter, by name."""
 
 
 def check_claims(result: MNISTIMPResult) -> list[Claim]:
@@ -324,6 +346,11 @@ def claims_for_metric(result: MNISTIMPResult, metric: str) -> list[Claim]:
     c = result.config
     runs = result.runs
     mid, sparse = moderate_rounds(c), sparse_rounds(c)
+    if not mid or not sparse:
+        reason = (f"{c.rounds} rounds at rate {c.rate:g} leave no round in the moderate band {MODERATE_BAND} % "
+                  f"(moderate: {mid}) or none after it (over-pruned: {sparse})")
+        return [Claim(name=n, statement=st, holds=None, statistic=reason, rule="needs moderate and over-pruned rounds")
+                for n, st in CLAIM_STATEMENTS.items()]
     p = _pivot(runs, metric)
     Ns = sorted(runs["N"].unique())
     where = f"{metric} ({METRICS[metric]})"
@@ -339,14 +366,12 @@ def claims_for_metric(result: MNISTIMPResult, metric: str) -> list[Claim]:
 
     claims = [
         per_N(vs_dense(mid), lower=0.0).claim(
-            "moderate-pruning-raises-accuracy",
-            "Moderate pruning raises the test accuracy above the dense network's (paper Fig. 7).",
+            "moderate-pruning-raises-accuracy", CLAIM_STATEMENTS["moderate-pruning-raises-accuracy"],
             f"at every N, mean {metric} over rounds {mid[0]}-{mid[-1]} ({MODERATE_BAND[1]:.0f}% to "
             f"{MODERATE_BAND[0]:.0f}% remaining) minus round 0, paired by seed, interval above 0 "
             f"(Bonferroni over {len(Ns)} sizes)", "pruned - dense", ".4f"),
         per_N(vs_dense(sparse), upper=0.0).claim(
-            "over-pruning-lowers-accuracy",
-            "Over-pruning lowers the accuracy below the dense network's.",
+            "over-pruning-lowers-accuracy", CLAIM_STATEMENTS["over-pruning-lowers-accuracy"],
             f"at every N, mean {metric} over rounds {sparse[0]}-{sparse[-1]} minus round 0, paired by seed, "
             f"interval below 0 (Bonferroni over {len(Ns)} sizes)", "over-pruned - dense", ".4f"),
     ]
@@ -361,30 +386,27 @@ def claims_for_metric(result: MNISTIMPResult, metric: str) -> list[Claim]:
                 points[f"{b} vs {a}, round {k}"] = rules.paired_difference(
                     p.loc[b].loc[both, k].to_numpy(), p.loc[a].loc[both, k].to_numpy(), lower=0.0, level=level)
         claims.append(rules.at_every(points).claim(
-            "more-data-higher-accuracy", "A larger training set gives a higher accuracy at every sparsity.",
+            "more-data-higher-accuracy", CLAIM_STATEMENTS["more-data-higher-accuracy"],
             f"at every round and every pair of neighbouring N, larger minus smaller, paired by seed, interval "
             f"above 0 (Bonferroni over {len(points)} comparisons)", "larger N - smaller N", ".4f"))
     with_controls = sorted(set(runs.loc[runs["arm"] != "ticket", "N"]))
-    for arm, name, what in (("reinit", "ticket-beats-reinit", "the same mask with a fresh random initialization"),
-                            ("random_mask", "ticket-beats-random-mask",
-                             "a random mask with the ticket's layer-wise sparsity")):
+    for arm, name in (("reinit", "ticket-beats-reinit"), ("random_mask", "ticket-beats-random-mask")):
         q = _pivot(runs, metric, arm)
         values = {N: (_band_mean(p.loc[N].loc[q.loc[N].index], mid).to_numpy(), _band_mean(q.loc[N], mid).to_numpy())
                   for N in with_controls}
         if not values:
-            claims.append(Claim(name=name, statement=f"The winning ticket beats {what}.", holds=None,
+            claims.append(Claim(name=name, statement=CLAIM_STATEMENTS[name], holds=None,
                                 statistic="no size trained the controls (control_N is empty)",
                                 rule="needs control runs"))
             continue
         claims.append(per_N(values, lower=0.0).claim(
-            name, f"At moderate sparsity the winning ticket beats {what} (the lottery-ticket control).",
+            name, CLAIM_STATEMENTS[name],
             f"at every N with controls, mean {metric} over rounds {mid[0]}-{mid[-1]}, ticket minus control, paired "
             f"by seed, interval above 0 (Bonferroni over {len(values)} sizes)", "ticket - control", ".4f"))
     e = _pivot(runs, "es_epoch")
     claims.append(per_N({N: (_band_mean(e.loc[N], mid).to_numpy(), e.loc[N][0].to_numpy()) for N in Ns},
                         upper=0.0).claim(
-        "tickets-stop-earlier",
-        "Winning tickets reach their early-stopping point sooner than the dense network (Frankle & Carbin).",
+        "tickets-stop-earlier", CLAIM_STATEMENTS["tickets-stop-earlier"],
         f"at every N, early-stopping epoch averaged over rounds {mid[0]}-{mid[-1]} minus round 0, paired by seed, "
         f"interval below 0 (Bonferroni over {len(Ns)} sizes)", "epochs earlier", ".3f"))
     return [cl if cl.name == "tickets-stop-earlier" else dataclasses.replace(cl, statistic=f"{where}: {cl.statistic}")

@@ -445,7 +445,8 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
                     mismatches.append(f"task {k} trials {group[0]}-{group[-1]}: {len(rows)} rows, archived {len(old)}")
                     continue
                 # pair rows by their discrete fields (a chapter may sort its table differently from a unit's order)
-                keys = [c for c in old[0] if c not in TIMING_COLUMNS and isinstance(old[0][c], (str, int, np.integer))]
+                keys = [c for c in (old[0] if old else ()) if c not in TIMING_COLUMNS
+                        and isinstance(old[0][c], (str, int, np.integer))]
                 order = lambda rs: sorted(rs, key=lambda r: tuple(str(r.get(c)) for c in keys))  # noqa: E731
                 for new_row, old_row in zip(order(rows), order(old)):
                     bad = [c for c in old_row if c not in TIMING_COLUMNS and not _same(new_row.get(c), old_row[c])]

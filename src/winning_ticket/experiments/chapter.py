@@ -170,6 +170,11 @@ class SweepPlan:
     first steps do not depend on how many follow, such as IMP's rounds; the seeds must then not
     depend on ``parameter``: give ``seed_keys``)."""
 
+    def __post_init__(self) -> None:
+        if self.audit_prefix is not None and (self.seed_keys is None or self.audit_prefix[0] in self.seed_keys):
+            raise ValueError(f"sweep {self.name!r}: audit_prefix {self.audit_prefix} needs seed_keys that leave out "
+                             f"{self.audit_prefix[0]!r} (else the shortened unit draws other seeds)")
+
     def run(self, *, executor=None, cache_dir=None, progress=None):
         """Run the sweep (see :func:`~winning_ticket.experiments.sweep.run_sweep`)."""
         from .sweep import run_sweep
