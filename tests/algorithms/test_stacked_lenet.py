@@ -39,11 +39,13 @@ def test_flops_per_image():
 
 
 @pytest.mark.parametrize("shape", [(7, 6, 28, 28), (2, 3, 16, 10, 10)])
-def test_pool_relu_equals_max_pool_then_relu_with_ties(shape):
+def test_pool_relu_equals_max_pool_then_relu_with_ties_and_nan(shape):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(shape, generator=g)
     x[..., :4, :6] = 0.25  # ties
     x[..., 4:6, 6:8] = -1.0  # a window with a negative tie: the ReLU blocks it
+    x.view(-1)[5] = float("nan")  # a diverged value: passed on, and its gradient too (as torch's ReLU does)
+    x.view(-1)[60] = -float("inf")
     g_out = torch.randn(*shape[:-2], shape[-2] // 2, shape[-1] // 2, generator=g)
     a = x.clone().reshape(-1, *shape[-3:]).requires_grad_()
     b = x.clone().requires_grad_()
@@ -52,7 +54,7 @@ def test_pool_relu_equals_max_pool_then_relu_with_ties(shape):
     assert torch.equal(torch.nan_to_num(ref.reshape(out.shape), 7.0), torch.nan_to_num(out.detach(), 7.0))
     ref.backward(g_out.reshape(ref.shape))
     out.backward(g_out)
-    assert torch.equal(a.grad.reshape(shape), b.grad)
+    assert torch.equal(torch.nan_to_num(a.grad.reshape(shape), 7.0), torch.nan_to_num(b.grad, 7.0))
 
 
 def test_pool_relu_propagates_nan():
@@ -204,3 +206,11 @@ def test_early_stopping_picks_the_minimum_validation_loss(data, monkeypatch):
     assert float(rec.stop_test_accuracy[0]) == float(rec.test_accuracy[1, 0])  # an epoch's end: reused
     assert calls == [2, 2, 1]  # two epoch ends, then network 1's mid-epoch checkpoint alone
     assert math.isfinite(float(rec.stop_test_accuracy[1]))
+
+
+def test_default_device_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("WT_DEVICE", "cpu")
+    assert sl.default_device() == torch.device("cpu")
+    monkeypatch.setenv("WT_DEVICE", "tpu9")
+    with pytest.raises(ValueError, match="WT_DEVICE"):
+        sl.default_device()

@@ -133,11 +133,11 @@ def _pool_relu_forward(x, out, idx):  # pragma: no cover - compiled by numba, te
                         if v > m or v != v:
                             m = v
                             k = (2 * i + di) * W + 2 * j + dj
-                if m > 0.0:  # ReLU; its gradient passes only where the output is positive
+                if m > 0.0 or m != m:  # ReLU; its gradient is blocked where the output is <= 0 (not NaN)
                     out[p, i, j] = m
                     idx[p, i, j] = k
                 else:
-                    out[p, i, j] = m if m != m else 0.0
+                    out[p, i, j] = 0.0
                     idx[p, i, j] = -1
     return out
 

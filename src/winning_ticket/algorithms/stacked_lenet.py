@@ -20,7 +20,8 @@ three fully connected layers as batched matrix products, the loss, masking, Adam
 all.  ``F.max_pool2d`` followed by ``torch.relu`` costs about 2 ms forward and backward on a
 60-image batch of the first layer (a slow CPU path of this build); :func:`pool_relu` does both in
 one compiled pass (:func:`~winning_ticket.algorithms.kernels.pool_relu_forward`, about 4 times
-faster) with ``max_pool2d``'s tie-breaking, so its gradients are the same to the bit (tested).
+faster) with ``max_pool2d``'s tie-breaking and ReLU's handling of NaN, so its values and gradients
+are the same to the bit (tested).
 Evaluation uses batches of 100 images: the first convolution is 4 times slower per image at 1000.
 ``benchmarks/bench_lenet.py`` measures the whole against the plain loop.
 
@@ -34,6 +35,7 @@ reassociated), which training then amplifies slowly (tested after a few dozen st
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -52,6 +54,19 @@ WEIGHTS = tuple(n for n in NAMES if n.endswith("weight"))
 """The prunable tensors (biases are never pruned)."""
 
 Stack = dict[str, torch.Tensor]
+
+
+def default_device() -> torch.device:
+    """``$WT_DEVICE`` if set, else CUDA when available, else the CPU: the convention of
+    :func:`~winning_ticket.algorithms.engine.default_device`, kept here so that the MNIST chapter
+    does not depend on the engine's modules."""
+    name = os.environ.get("WT_DEVICE", "").strip()
+    if name:
+        try:
+            return torch.device(name)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"WT_DEVICE = {name!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def flops_per_image() -> dict[str, int]:
@@ -159,9 +174,12 @@ def select(params: Stack, index) -> Stack:
 class StackedAdam:
     """``torch.optim.Adam`` (L2 weight decay added to the gradient, bias-corrected moments) on stacked tensors.
 
-    The arithmetic is PyTorch's single-tensor Adam, operation for operation, applied to each
-    stacked tensor once; since every operation is elementwise, network ``s`` is updated exactly as
-    its own Adam would update it.
+    The arithmetic is PyTorch's single-tensor Adam applied to each stacked tensor once; every
+    operation is elementwise, so network ``s`` is updated exactly as it would be alone in a stack
+    of one.  One difference from ``torch.optim.Adam`` 2.13: the bias correction's square root is
+    ``math.sqrt`` where torch computes ``** 0.5``; the two differ in the last bit at about 0.4% of
+    the steps (the chapter's archive was made this way, so it stays; the test against torch's Adam
+    allows 1e-7).
     """
 
     def __init__(self, params: Stack, lr: float, weight_decay: float = 0.0,
@@ -248,8 +266,9 @@ def train_stacked(
             raise ValueError(f"{name!r}: pruned weights must start at 0")
     at = set(checkpoint_steps(n, batch_size, epochs, per_epoch)) if checkpoint is not None else set()
     steps_per_epoch = math.ceil(n / batch_size)
-    P = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
-    fmask = {k: masks[k].to(P[k].dtype) for k in WEIGHTS}
+    device = X.device  # the networks train where the data are (results come back to the CPU)
+    P = {k: v.detach().to(device, copy=True).requires_grad_() for k, v in params.items()}
+    fmask = {k: masks[k].to(device=device, dtype=P[k].dtype) for k in WEIGHTS}
     opt = StackedAdam({k: v for k, v in P.items()}, lr, weight_decay)
     S = P[NAMES[0]].shape[0]
     step = 0
@@ -271,24 +290,26 @@ def train_stacked(
             if step in at:
                 checkpoint(Checkpoint(epoch=step / steps_per_epoch, step=step,
                                       params={k: v.detach() for k, v in P.items()}))
-    return {k: v.detach().clone() for k, v in P.items()}
+    return {k: v.detach().to("cpu", copy=True) for k, v in P.items()}
 
 
 @torch.no_grad()
 def evaluate(params: Stack, X: torch.Tensor, y: torch.Tensor, batch_size: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per network: (mean cross-entropy, accuracy) on all of ``X`` (float64 tensors of length ``S``).
+    """Per network: (mean cross-entropy, accuracy) on all of ``X`` (float64 CPU tensors of length ``S``),
+    computed on ``X``'s device.
 
     Batches of 100: the first convolution runs 4 times slower per image at 1000 (cache misses).
     """
     S = params[NAMES[0]].shape[0]
-    loss = torch.zeros(S, dtype=torch.float64)
-    correct = torch.zeros(S, dtype=torch.float64)
+    params = {n: p.to(X.device) for n, p in params.items()}
+    loss = torch.zeros(S, dtype=torch.float64, device=X.device)
+    correct = torch.zeros(S, dtype=torch.float64, device=X.device)
     for s in range(0, len(X), batch_size):
         logits = forward(params, X[s:s + batch_size])  # (S, b, 10)
         yb = y[s:s + batch_size]
         loss += F.cross_entropy(logits.transpose(1, 2), yb.expand(S, -1), reduction="none").double().sum(1)
         correct += (logits.argmax(-1) == yb).double().sum(1)
-    return loss / len(X), correct / len(X)
+    return (loss / len(X)).cpu(), (correct / len(X)).cpu()
 
 
 def train_reference(
@@ -373,17 +394,28 @@ def train_early_stopping(
     loss and report the test accuracy there; the test set is also scored at every epoch's end
     (the reference repository reports the best of those).  The validation set never touches training."""
     epochs = check_int("epochs", train_kwargs.get("epochs", 0), 1)
-    positions, vloss, vacc, test_acc, snapshots = [], [], [], [], []
+    positions, vloss, vacc, test_acc = [], [], [], []
     steps_per_epoch = math.ceil(len(train[0]) / check_int("batch_size", train_kwargs.get("batch_size", 0), 1))
+    best_loss: torch.Tensor | None = None
+    best: dict[int, Stack] = {}  # network -> its parameters at its best mid-epoch checkpoint so far
 
     def checkpoint(c: Checkpoint) -> None:
+        nonlocal best_loss
         loss, acc = evaluate(c.params, *validation)
         positions.append(c.epoch)
         vloss.append(loss)
         vacc.append(acc)
-        snapshots.append({n: p.clone() for n, p in c.params.items()})
-        if c.step % steps_per_epoch == 0:
+        at_epoch_end = c.step % steps_per_epoch == 0
+        if at_epoch_end:
             test_acc.append(evaluate(c.params, *test)[1])
+        finite = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, math.inf))
+        better = finite < best_loss if best_loss is not None else torch.isfinite(finite)
+        best_loss = finite if best_loss is None else torch.minimum(best_loss, finite)
+        for s in torch.nonzero(better).flatten().tolist():  # a new first minimum: keep what the test needs
+            if at_epoch_end:
+                best.pop(s, None)  # scored with the epoch's test accuracy already
+            else:
+                best[s] = {n: p.clone() for n, p in select(c.params, s).items()}
 
     trained = train_stacked(params, masks, *train, checkpoint=checkpoint, per_epoch=per_epoch, **train_kwargs)
     val_loss = torch.stack(vloss)
@@ -398,6 +430,6 @@ def train_early_stopping(
         if (c + 1) % per == 0:  # an epoch's end: already scored
             stop_test[s] = test_acc[(c + 1) // per - 1][s]
         else:
-            stop_test[s] = evaluate(select(snapshots[c], s), *test)[1][0]
+            stop_test[s] = evaluate(best[s], *test)[1][0]
     return EarlyStopping(torch.tensor(positions, dtype=torch.float64), val_loss, torch.stack(vacc),
                          torch.stack(test_acc), stop, stop_test, trained)

@@ -28,8 +28,9 @@ Added (Frankle & Carbin's protocol and controls):
   ticket's layer-wise counts and the original initialization (``random_mask``).
 
 The three networks of a round train as one computation
-(:mod:`~winning_ticket.algorithms.stacked_lenet`).  One unit of work is one (N, seed): its whole
-IMP sequence.
+(:mod:`~winning_ticket.algorithms.stacked_lenet`), on ``$WT_DEVICE`` (else CUDA when available,
+else the CPU; :func:`~winning_ticket.algorithms.stacked_lenet.default_device`).  One unit of work is one
+(N, seed): its whole IMP sequence.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ def training_subset(labels: np.ndarray, pool: np.ndarray, N: int, ss) -> np.ndar
     return pool[balanced_subset(labels[pool], N, seed_sequence(ss, 0))]
 
 
-def _tensors(images, labels):
-    return torch.from_numpy(to_float(images)), torch.from_numpy(labels.astype(np.int64))
+def _tensors(images, labels, device=None):
+    return (torch.from_numpy(to_float(images)).to(device), torch.from_numpy(labels.astype(np.int64)).to(device))
 
 
 def random_masks(masks: Mapping[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -166,9 +167,10 @@ def _imp_one(params: Mapping[str, Any], ss, trial: int) -> list[dict]:
     labels = data["train_labels"]
     val_idx, pool = validation_split(labels, params["n_val"], params["split_seed"])
     idx = training_subset(labels, pool, params["N"], ss)
-    train = _tensors(data["train_images"][idx], labels[idx])
-    validation = _tensors(data["train_images"][val_idx], labels[val_idx])
-    test = _tensors(data["test_images"][: params["n_test"]], data["test_labels"][: params["n_test"]])
+    device = sl.default_device()  # the networks train where the images are; IMP's state stays on the CPU
+    train = _tensors(data["train_images"][idx], labels[idx], device)
+    validation = _tensors(data["train_images"][val_idx], labels[val_idx], device)
+    test = _tensors(data["test_images"][: params["n_test"]], data["test_labels"][: params["n_test"]], device)
     init = _init(params["arch"], torch_generator(ss, 1))  # theta_0, never modified
     masks = {n: torch.ones_like(t, dtype=torch.bool) for n, t in init.items()}  # biases: always kept
     weights = list(sl.WEIGHTS)
