@@ -114,3 +114,14 @@ def test_make_lab_opens_a_chapter_and_refuses_an_unknown_one():
     assert "jupyter-lab convergence.ipynb" in dry.stdout and "jupyterlab==" in dry.stdout
     bad = subprocess.run(["make", "lab", "CHAPTER=nope"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "CHAPTER=nope is not a chapter" in bad.stderr and "convergence" in bad.stderr
+
+
+def test_reproduce_checks_the_code_as_the_files_are_now():
+    """The end-of-run check reads the files in a fresh interpreter: equal to the in-process state when
+    nothing was edited (an in-process re-read of an edited file digests stale line numbers)."""
+    from winning_ticket import chapters
+    from winning_ticket.experiments import archive
+
+    now = _load("reproduce")._code_state_now("imp_mnist")
+    here = archive.code_state(chapters.get("imp_mnist"))
+    assert (now["source_digest"], now["task_digests"]) == (here["source_digest"], here["task_digests"])

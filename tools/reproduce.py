@@ -27,6 +27,19 @@ from winning_ticket import chapters
 from winning_ticket.experiments import archive
 
 
+def _code_state_now(name: str) -> dict:
+    """The code state of the files as they are now, read by a fresh interpreter: this process's
+    functions keep the line numbers of the files it imported, so re-reading an edited file through
+    them would digest the wrong lines (an edit above a task function looked like a change to it)."""
+    import json
+    import subprocess
+
+    script = ("import json, sys; from winning_ticket import chapters; from winning_ticket.experiments import archive; "
+              "print(json.dumps(archive.code_state(chapters.get(sys.argv[1]))))")
+    out = subprocess.run([sys.executable, "-c", script, name], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def reproduce(name: str, profile: str, workers: int, cache_dir: Path, dask: str | None = None) -> Path:
     spec = chapters.get(name)
     if spec.sweeps is None or not archive.archivable(spec):
@@ -46,7 +59,7 @@ def reproduce(name: str, profile: str, workers: int, cache_dir: Path, dask: str 
     finally:
         if own is not None:
             own.close() if dask else own.shutdown()
-    now = archive.code_state(spec)
+    now = _code_state_now(name)
     if (now["source_digest"], now["task_digests"]) != (code["source_digest"], code["task_digests"]):
         raise SystemExit(f"{name}: the algorithm or task code changed while the run was going; not archived (rerun it)")
     path = archive.save(spec, result, workers="dask" if dask else workers, code=code)

@@ -70,11 +70,12 @@ def rows() -> list[str]:
             p = json.loads(prov_path.read_text())
             m = p["machine"]
             where = m["gpu"] or f"{m['cpu']}, {m['cores']} cores, {p['workers']} workers"
-            where += f"; {m.get('engine_kernel', 'torch')} kernel"
+            if "engine" in p.get("algorithm_modules", ["engine"]):  # the kernel setting matters to engine users only
+                where += f"; {m.get('engine_kernel', 'torch')} kernel"
             recert = p.get("recertified") or []
             if recert:
                 last = recert[-1]
-                where += (f"; recertified {last['date'][:10]} for changed engine code "
+                where += (f"; recertified {last['date'][:10]} for changed algorithm code "
                           f"({last['units_reexecuted_bitwise_equal']} unit{'s' if last['units_reexecuted_bitwise_equal'] != 1 else ''} "
                           "re-executed bit for bit)")
             out.append(f"| {link} | archived `{p['profile']}` run | {p['trials_per_cell']} | "

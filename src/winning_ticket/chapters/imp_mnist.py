@@ -470,7 +470,8 @@ def plot_controls(result: MNISTIMPResult, metric: str = "es_accuracy"):
             g = s[(s["N"] == N) & (s["arm"] == arm) & (s["round"] > 0)]
             ax.plot(g["remaining"], 100 * g["mean"], marker="os^"[ARMS.index(arm)], ms=3.5, color=color,
                     label=labels[arm])
-            ax.fill_between(g["remaining"], 100 * g["low"], 100 * g["high"], color=color, alpha=0.2, lw=0)
+            ax.fill_between(g["remaining"], 100 * g["low"].clip(0, 1), 100 * g["high"].clip(0, 1), color=color,
+                            alpha=0.2, lw=0)  # an accuracy interval stops at 0% and 100%
         dense = s[(s["N"] == N) & (s["arm"] == "ticket") & (s["round"] == 0)]["mean"].iloc[0]
         ax.axhline(100 * dense, color="0.3", lw=0.8, ls="--", label="dense")
         _remaining_axis(ax)
@@ -486,17 +487,20 @@ def plot_early_stopping(result: MNISTIMPResult):
     s = summary(result).reset_index()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     Ns = sorted(s["N"].unique())
-    for color, N in zip(sequential_colors(len(Ns)), Ns):
+    colors = dict(zip(Ns, sequential_colors(len(Ns))))
+    for N, color in colors.items():
         g = s[(s["N"] == N) & (s["arm"] == "ticket")]
         rows = result.runs[(result.runs["N"] == N) & (result.runs["arm"] == "ticket")]
         iv = rows.groupby("round")["es_epoch"].apply(lambda v: pd.Series(rules.mean_interval(v))).unstack()
         ax.plot(g["remaining"], iv[0].to_numpy(), marker="o", ms=3.5, color=color, label=f"ticket, N = {N:,}")
-        ax.fill_between(g["remaining"], iv[1].to_numpy(), iv[2].to_numpy(), color=color, alpha=0.15, lw=0)
+        top = result.config.epochs  # the stopping point is censored at the last epoch
+        ax.fill_between(g["remaining"], iv[1].clip(0, top).to_numpy(), iv[2].clip(0, top).to_numpy(), color=color,
+                        alpha=0.15, lw=0)
     for arm, ls in (("reinit", "--"), ("random_mask", ":")):
         for N in sorted(s.loc[s["arm"] == arm, "N"].unique()):
             g = s[(s["N"] == N) & (s["arm"] == arm)]
-            ax.plot(g["remaining"], g["es_epoch"], ls=ls, color="0.35", lw=1,
-                    label=f"{arm.replace('_', ' ')}, N = {N:,}")
+            ax.plot(g["remaining"], g["es_epoch"], ls=ls, color=colors[N], lw=1.2,
+                    label=f"{arm.replace('_', ' ')}, N = {N:,} (mean)")
     _remaining_axis(ax)
     ax.set_ylabel("early-stopping point (epochs)")
     ax.legend(fontsize=7, ncol=2)
