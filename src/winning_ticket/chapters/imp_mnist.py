@@ -348,6 +348,7 @@ def claims_for_metric(result: MNISTIMPResult, metric: str) -> list[Claim]:
     c = result.config
     runs = result.runs
     mid, sparse = moderate_rounds(c), sparse_rounds(c)
+    rem = remaining_by_round(c)
     if not mid or not sparse:
         reason = (f"{c.rounds} rounds at rate {c.rate:g} leave no round in the moderate band {MODERATE_BAND} % "
                   f"(moderate: {mid}) or none after it (over-pruned: {sparse})")
@@ -369,8 +370,9 @@ def claims_for_metric(result: MNISTIMPResult, metric: str) -> list[Claim]:
     claims = [
         per_N(vs_dense(mid), lower=0.0).claim(
             "moderate-pruning-raises-accuracy", CLAIM_STATEMENTS["moderate-pruning-raises-accuracy"],
-            f"at every N, mean {metric} over rounds {mid[0]}-{mid[-1]} ({MODERATE_BAND[1]:.0f}% to "
-            f"{MODERATE_BAND[0]:.0f}% remaining) minus round 0, paired by seed, interval above 0 "
+            f"at every N, mean {metric} over rounds {mid[0]}-{mid[-1]} ({rem[mid[0]]:.0f}% to {rem[mid[-1]]:.0f}% "
+            f"remaining, the rounds in the band {MODERATE_BAND[1]:.0f}-{MODERATE_BAND[0]:.0f}%) minus round 0, "
+            f"paired by seed, interval above 0 "
             f"(Bonferroni over {len(Ns)} sizes)", "pruned - dense", ".4f"),
         per_N(vs_dense(sparse), upper=0.0).claim(
             "over-pruning-lowers-accuracy", CLAIM_STATEMENTS["over-pruning-lowers-accuracy"],
