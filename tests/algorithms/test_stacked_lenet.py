@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from winning_ticket.algorithms import kernels
+from winning_ticket.algorithms import pooling
 from winning_ticket.algorithms import stacked_lenet as sl
 from winning_ticket.algorithms.networks import Conv2Net, LeNet5, reference_init
 
-pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba missing")
+pytestmark = pytest.mark.skipif(not pooling.available(), reason="numba missing")
 
 
 def _state(seed, arch=LeNet5):
@@ -68,7 +68,7 @@ def test_pool_relu_rejects_odd_sizes():
     with pytest.raises(ValueError, match="even"):
         sl.pool_relu(torch.zeros(1, 1, 5, 4))
     with pytest.raises(ValueError, match="float32"):
-        kernels.pool_relu_forward(np.zeros((1, 4, 4)))
+        pooling.pool_relu_forward(np.zeros((1, 4, 4)))
 
 
 @pytest.mark.parametrize("arch", [LeNet5, Conv2Net])

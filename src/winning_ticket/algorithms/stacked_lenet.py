@@ -19,7 +19,7 @@ oneDNN build measured here), so the two convolutions run once per network; every
 three fully connected layers as batched matrix products, the loss, masking, Adam) runs once for
 all.  ``F.max_pool2d`` followed by ``torch.relu`` costs about 2 ms forward and backward on a
 60-image batch of the first layer (a slow CPU path of this build); :func:`pool_relu` does both in
-one compiled pass (:func:`~winning_ticket.algorithms.kernels.pool_relu_forward`, about 4 times
+one compiled pass (:func:`~winning_ticket.algorithms.pooling.pool_relu_forward`, about 4 times
 faster) with ``max_pool2d``'s tie-breaking and ReLU's handling of NaN, so its values and gradients
 are the same to the bit (tested).
 Evaluation uses batches of 100 images: the first convolution is 4 times slower per image at 1000.
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..experiments.validation import check_int, check_real
-from . import kernels
+from . import pooling
 from .networks import LeNet5
 
 NAMES = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",
@@ -85,13 +85,13 @@ def flops_per_image() -> dict[str, int]:
 
 
 class _PoolReLU(torch.autograd.Function):
-    """``relu(max_pool2d(x, 2))`` by the compiled kernels of :mod:`~winning_ticket.algorithms.kernels`."""
+    """``relu(max_pool2d(x, 2))`` by the compiled kernels of :mod:`~winning_ticket.algorithms.pooling`."""
 
     @staticmethod
     def forward(ctx, x):
         shape = x.shape
         flat = x.detach().reshape(-1, *shape[-2:]).contiguous().numpy()
-        out, idx = kernels.pool_relu_forward(flat)
+        out, idx = pooling.pool_relu_forward(flat)
         ctx.save_for_backward(torch.from_numpy(idx))
         ctx.in_shape = shape
         return torch.from_numpy(out).reshape(*shape[:-2], shape[-2] // 2, shape[-1] // 2)
@@ -101,7 +101,7 @@ class _PoolReLU(torch.autograd.Function):
         (idx,) = ctx.saved_tensors
         shape = ctx.in_shape
         flat = (int(idx.shape[0]), int(shape[-2]), int(shape[-1]))
-        grad = kernels.pool_relu_backward(g.reshape(idx.shape).contiguous().numpy(), idx.numpy(), flat)
+        grad = pooling.pool_relu_backward(g.reshape(idx.shape).contiguous().numpy(), idx.numpy(), flat)
         return torch.from_numpy(grad).reshape(shape)
 
 
@@ -111,7 +111,7 @@ def pool_relu(x: torch.Tensor) -> torch.Tensor:
     where the compiled kernel cannot run (other devices or dtypes, numba missing)."""
     if x.shape[-1] % 2 or x.shape[-2] % 2:
         raise ValueError(f"pool_relu needs even spatial sizes, got {tuple(x.shape[-2:])}")
-    if x.device.type != "cpu" or x.dtype != torch.float32 or not kernels.available():
+    if x.device.type != "cpu" or x.dtype != torch.float32 or not pooling.available():
         return torch.relu(F.max_pool2d(x, 2))
     return _PoolReLU.apply(x)
 
