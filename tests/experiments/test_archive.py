@@ -161,6 +161,7 @@ def test_recertify_accepts_changed_code_only_when_runs_reexecute_exactly(tmp_pat
     assert prov["source_digest"] == "newcode"
     assert prov["recertified"][0]["from_source_digest"] != "newcode"
     assert prov["recertified"][0]["units_reexecuted_bitwise_equal"] == changed.checked
+    assert prov["algorithm_modules"] == prov["recertified"][0]["to_algorithm_modules"] == archive.chapter_algorithms(spec)
     assert archive.audit(spec, samples=2, root=tmp_path).ok
     # changed code that changes a number is refused
     monkeypatch.setattr(archive, "package_digest", lambda *modules: "othercode")

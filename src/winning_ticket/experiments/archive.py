@@ -296,8 +296,10 @@ def recertify(spec, report: AuditReport, *, samples: int, quick: bool, root: Pat
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "git_commit": _git_commit(),
         "from_source_digest": prov["source_digest"], "to_source_digest": package_digest(modules),
         "units_reexecuted_bitwise_equal": report.checked, "samples": samples, "quick": quick,
-        "kernel": prov.get("machine", {}).get("engine_kernel", "torch")})
+        "kernel": prov.get("machine", {}).get("engine_kernel", "torch"),
+        "from_algorithm_modules": prov.get("algorithm_modules"), "to_algorithm_modules": modules})
     prov["source_digest"] = package_digest(modules)
+    prov["algorithm_modules"] = modules
     return _write_json_atomic(path, prov)
 
 
