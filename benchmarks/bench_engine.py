@@ -179,6 +179,16 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
     return title, lines, notes
 
 
+def update_readme(block: str, text: str) -> None:
+    """Replace the README's lines between ``<!-- block:begin -->`` and ``<!-- block:end -->`` with ``text``."""
+    readme = README.read_text()
+    pattern = re.compile(rf"(<!-- {block}:begin -->\n).*?(<!-- {block}:end -->)", re.S)
+    if not pattern.search(readme):
+        raise SystemExit(f"README.md has no <!-- {block}:begin --> ... <!-- {block}:end --> block")
+    README.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), readme))
+    print("updated README.md")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workload", choices=["fig3", "landscape", "both"], default="both")
@@ -214,12 +224,7 @@ def main() -> None:
     if args.markdown:
         args.markdown.write_text(text)
     if args.update_readme:
-        readme = README.read_text()
-        pattern = re.compile(r"(<!-- bench:begin -->\n).*?(<!-- bench:end -->)", re.S)
-        if not pattern.search(readme):
-            raise SystemExit("README.md has no <!-- bench:begin --> ... <!-- bench:end --> block")
-        README.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), readme))
-        print("updated README.md")
+        update_readme("bench", text)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ Added (Frankle & Carbin's protocol and controls):
   reported accuracy is the test accuracy at the minimum validation loss (*early stopping*); the
   reference's metric, the best test accuracy over the epochs, is kept and labelled as such;
 * **seeds**: ``trials`` independent runs per training-set size; trial ``t`` uses the same
-  streams at every ``N`` (initialization, data order, controls), so sizes are compared paired by seed;
+  streams at every ``N``, so the initialization and the controls' draws are shared and sizes are
+  compared paired by seed;
 * two **controls** at every pruning round, trained on the same minibatches as the ticket: the
   ticket's mask with a fresh random initialization (``reinit``), and a random mask with the
   ticket's layer-wise counts and the original initialization (``random_mask``).
@@ -223,7 +224,8 @@ def sweeps(config: MNISTIMPConfig) -> list[SweepPlan]:
     """One task per N (largest first, so two workers finish together); one seed per unit.
 
     Trial seeds depend on the trial only (``seed_keys=()``): trial ``t`` has the same
-    initialization and data order at every N.  The audit re-executes a unit's first two rounds.
+    initialization and control draws at every N (its subsets and minibatch orders, drawn over sets
+    of different sizes, differ).  The audit re-executes a unit's first two rounds.
     """
     c = config
     tasks = tuple(dict(arch=c.arch, N=N, controls=N in c.control_N, rounds=c.rounds, rate=c.rate, epochs=c.epochs,
@@ -275,13 +277,13 @@ def sparse_rounds(config: MNISTIMPConfig) -> list[int]:
 
 
 def summary(result: MNISTIMPResult, metric: str = "es_accuracy") -> pd.DataFrame:
-    """Per (N, arm, round): remaining %, mean ``metric`` over seeds with its 95% t-interval, seeds, and
-    the mean early-stopping epoch."""
+    """Per (N, arm, round): remaining %, mean ``metric`` over seeds with its 95% t-interval, and the
+    number of seeds (``metric`` may be any numeric column, e.g. ``es_epoch``)."""
     rows = []
     for (N, arm, k), g in result.runs.groupby(["N", "arm", "round"]):
         mean, lo, hi = rules.mean_interval(g[metric])
         rows.append(dict(N=N, arm=arm, round=k, remaining=g["remaining"].iloc[0], mean=mean, low=lo, high=hi,
-                         seeds=int(g[metric].notna().sum()), es_epoch=g["es_epoch"].mean()))
+                         seeds=int(g[metric].notna().sum())))
     return pd.DataFrame(rows).set_index(["N", "arm", "round"])
 
 
@@ -486,22 +488,19 @@ def plot_controls(result: MNISTIMPResult, metric: str = "es_accuracy"):
 def plot_early_stopping(result: MNISTIMPResult):
     """Early-stopping epoch (minimum validation loss) against remaining weights: the ticket at every N
     and the controls where they ran; mean over seeds with 95% intervals."""
-    s = summary(result).reset_index()
+    s = summary(result, "es_epoch").reset_index()  # mean, low, high: of the early-stopping epoch
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     Ns = sorted(s["N"].unique())
     colors = dict(zip(Ns, sequential_colors(len(Ns))))
+    top = result.config.epochs  # the stopping point is censored at the last epoch
     for N, color in colors.items():
         g = s[(s["N"] == N) & (s["arm"] == "ticket")]
-        rows = result.runs[(result.runs["N"] == N) & (result.runs["arm"] == "ticket")]
-        iv = rows.groupby("round")["es_epoch"].apply(lambda v: pd.Series(rules.mean_interval(v))).unstack()
-        ax.plot(g["remaining"], iv[0].to_numpy(), marker="o", ms=3.5, color=color, label=f"ticket, N = {N:,}")
-        top = result.config.epochs  # the stopping point is censored at the last epoch
-        ax.fill_between(g["remaining"], iv[1].clip(0, top).to_numpy(), iv[2].clip(0, top).to_numpy(), color=color,
-                        alpha=0.15, lw=0)
+        ax.plot(g["remaining"], g["mean"], marker="o", ms=3.5, color=color, label=f"ticket, N = {N:,}")
+        ax.fill_between(g["remaining"], g["low"].clip(0, top), g["high"].clip(0, top), color=color, alpha=0.15, lw=0)
     for arm, ls in (("reinit", "--"), ("random_mask", ":")):
         for N in sorted(s.loc[s["arm"] == arm, "N"].unique()):
             g = s[(s["N"] == N) & (s["arm"] == arm)]
-            ax.plot(g["remaining"], g["es_epoch"], ls=ls, color=colors[N], lw=1.2,
+            ax.plot(g["remaining"], g["mean"], ls=ls, color=colors[N], lw=1.2,
                     label=f"{arm.replace('_', ' ')}, N = {N:,} (mean)")
     _remaining_axis(ax)
     ax.set_ylabel("early-stopping point (epochs)")
