@@ -86,3 +86,31 @@ def test_rules_fail_when_the_claims_are_false():
 
 def test_rules_are_inconclusive_with_too_few_teachers():
     assert set(_v(_synthetic(teachers=3)).values()) == {INCONCLUSIVE}
+
+
+@pytest.mark.parametrize("kernel", ["fused", "torch"])
+def test_batched_columns_give_the_cells_runs(samples, kernel, monkeypatch):
+    """The `paper` profile's layout (all N of a student in one zero-padded engine call) runs the same
+    runs as the cell-by-cell sweep: with the fused kernel every field bit for bit, with the torch
+    kernel (the GPU's) every status, success and iteration count, the errors to rounding."""
+    from winning_ticket.algorithms import kernels
+
+    if kernel == "fused" and not kernels.available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setenv("WT_KERNEL", kernel)
+    config = samples.config.replace(batch_columns=True)
+    (plan,) = sc.sweeps(config)
+    assert plan.fn is sc.sample_complexity_column_task and len(plan.tasks) == len(config.r_values)
+    columns = sc.run(config, progress=False).runs
+    cells = sc.run(samples.config, progress=False).runs
+    key = ["r", "N", "trial"]
+    fields = ["status", "success", "iterations", "final_error", "rate"]
+    a = cells.sort_values(key).reset_index(drop=True)
+    b = columns.sort_values(key).reset_index(drop=True)
+    assert len(a) == len(b) == sum(len(config.n_values(r)) for r in config.r_values) * config.trials
+    pd.testing.assert_frame_equal(a[key + fields[:3]], b[key + fields[:3]])
+    assert set(a["success"]) == {True, False}  # both outcomes: the comparison has teeth
+    if kernel == "fused":
+        pd.testing.assert_frame_equal(a[fields], b[fields])
+    else:
+        np.testing.assert_allclose(b["final_error"], a["final_error"], rtol=1e-7)

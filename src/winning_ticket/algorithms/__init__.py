@@ -7,9 +7,8 @@ validation and progress bars, and nothing from :mod:`winning_ticket.chapters`.
 - :mod:`~.risk`: empirical risk (2), its gradient and Hessian (numpy reference).
 - :mod:`~.agd`: Algorithm 1, accelerated gradient descent (numpy reference).
 - :mod:`~.engine`: the batched torch engine (CPU or GPU), tested against the reference.
-- :mod:`~.kernels`: the engine's fused one-pass CPU gradient kernel (numba).
+- :mod:`~.kernels`: the engine's fused one-pass CPU gradient kernel and AGD step (numba).
 - :mod:`~.pooling`: LeNet-5's max pooling and ReLU in one compiled pass (numba).
-- :mod:`~.batching`: problems of different sizes in one engine batch (zero-padded samples).
 - :mod:`~.rates`: convergence-rate estimation.
 - :mod:`~.tensor_init`: the tensor initialization of Lemma 1.
 - :mod:`~.pruning`: magnitude pruning and iterative magnitude pruning (IMP).

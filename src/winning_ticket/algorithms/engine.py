@@ -27,10 +27,15 @@ size or on which other problems share the batch.
 
 Kernels.  On the CPU an iteration's gradient is by default (``auto``, for ``r >= 16``) computed
 by the fused kernel of :mod:`winning_ticket.algorithms.kernels`: one pass over the samples
-instead of two products (measured side by side in ``benchmarks/bench_engine.py``; see the
-README).  ``kernel="torch"`` (or ``$WT_KERNEL=torch``) selects the two batched products above,
-which a GPU always uses.  The two agree to rounding (tested), and an archive records the
-setting that made it.
+instead of two products, four samples at a time, followed by the AGD step and the runs' two
+distances in one compiled call (the step bit for bit torch's expression; measured side by side in
+``benchmarks/bench_engine.py``; see the README).  ``kernel="torch"`` (or ``$WT_KERNEL=torch``)
+selects the two batched products above, which a GPU always uses.  The two agree to rounding
+(tested), and an archive records the setting that made it.
+
+Sizes.  The problems of one call may have different ``N`` (a column of a sample-size sweep):
+a chunk is zero-padded to its largest ``N`` and each problem's gradient is divided by its own, so
+a run does not depend on what it is batched with (bit for bit with the fused kernel).
 
 Public functions take and return weights in the paper's layout ``(..., r, K)``.
 """
@@ -160,21 +165,37 @@ def torch_threads(n: int):
             torch.set_num_threads(old)
 
 
-def stack_problems(problems: Sequence[Problem], device: torch.device | str | None = None, dtype=DTYPE):
-    """Stack problems of equal shape: ``XT (B,K,r,N)``, ``y (B,N)``, ``w_star (B,r,K)``.
-
-    ``XT[b, j]`` is :math:`X_{\\Omega_j}^\\top` of problem ``b``, contiguous.
-    """
+def _check_shapes(problems: Sequence[Problem], pad: bool) -> int:
+    """The largest ``N`` of ``problems``, which must share ``(d, K, r)`` (and ``N`` unless ``pad``)."""
     if not problems:
         raise ValueError("problems must not be empty")
-    shape = (problems[0].N, problems[0].d, problems[0].K, problems[0].r)
+    p0 = problems[0]
     for p in problems:
-        if (p.N, p.d, p.K, p.r) != shape:
-            raise ValueError(f"all problems must share (N, d, K, r) = {shape}, got {(p.N, p.d, p.K, p.r)}")
+        if (p.d, p.K, p.r) != (p0.d, p0.K, p0.r) or (not pad and p.N != p0.N):
+            what, want, got = (("(d, K, r)", (p0.d, p0.K, p0.r), (p.d, p.K, p.r)) if pad else
+                               ("(N, d, K, r)", (p0.N, p0.d, p0.K, p0.r), (p.N, p.d, p.K, p.r)))
+            raise ValueError(f"all problems must share {what} = {want}, got {got}")
+    return max(p.N for p in problems)
+
+
+def _padded(a: np.ndarray, N: int) -> np.ndarray:
+    """``a`` with zero rows appended along its first axis up to ``N`` rows."""
+    return a if len(a) == N else np.concatenate([a, np.zeros((N - len(a),) + a.shape[1:])])
+
+
+def stack_problems(problems: Sequence[Problem], device: torch.device | str | None = None, dtype=DTYPE,
+                   pad: bool = False):
+    """Stack problems of equal shape: ``XT (B,K,r,N)``, ``y (B,N)``, ``w_star (B,r,K)``.
+
+    ``XT[b, j]`` is :math:`X_{\\Omega_j}^\\top` of problem ``b``, contiguous.  With ``pad`` the
+    problems may have different ``N``: zero samples (zero inputs and labels) fill each up to the
+    largest.
+    """
+    N = _check_shapes(problems, pad)
     device = checked_device(device) if device is not None else default_device()
-    XT = np.stack([p.X.T[p.omega] for p in problems])  # (B, K, r, N), C-contiguous
+    XT = np.stack([_padded(p.X, N).T[p.omega] for p in problems])  # (B, K, r, N), C-contiguous
     XT = torch.from_numpy(XT).to(device=device, dtype=dtype)
-    y = torch.from_numpy(np.stack([p.y for p in problems])).to(device=device, dtype=dtype)
+    y = torch.from_numpy(np.stack([_padded(p.y, N) for p in problems])).to(device=device, dtype=dtype)
     w_star = torch.from_numpy(np.stack([p.w_star for p in problems])).to(device=device, dtype=dtype)
     return XT, y, w_star
 
@@ -199,9 +220,12 @@ def _forward(XT: torch.Tensor, Wt: torch.Tensor, y: torch.Tensor) -> tuple[torch
     return ZT, ZT.clamp_min(0).mean(dim=1) - y.unsqueeze(1)
 
 
-def _grad(XT: torch.Tensor, ZT: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """Gradient ``(B,K,S,r)`` from pre-activations and residuals."""
+def _grad(XT: torch.Tensor, ZT: torch.Tensor, e: torch.Tensor, n: torch.Tensor | None = None) -> torch.Tensor:
+    """Gradient ``(B,K,S,r)`` from pre-activations and residuals; ``n (B,1,1,1)``: each problem's
+    own sample count when the batch is zero-padded (a padded sample adds exactly zero to the sums)."""
     K, N = XT.shape[1], XT.shape[3]
+    if n is not None:
+        N = n
     ET = e.unsqueeze(1) * (ZT > 0)
     if ET.shape[2] <= 2:  # few runs: (S,N) @ (N,r) measured fastest
         G = torch.matmul(ET, XT.mT)
@@ -322,7 +346,12 @@ def run_agd_batched(
 
     Parameters:
 
-    * ``problems``: ``B`` problems sharing ``(N, d, K, r)``.
+    * ``problems``: ``B`` problems sharing ``(d, K, r)``.  Their ``N`` may differ: each chunk is
+      zero-padded to its largest ``N`` (a zero sample adds exactly nothing to the sums of the
+      gradient) and each problem's gradient is divided by its own ``N``, so a run follows its
+      unpadded self (bit for bit with the fused kernel, which never reads the padding; to
+      rounding with the torch kernel).  This puts the cells of a sample-size sweep into one
+      batch (one launch per iteration on a GPU).
     * ``W0``: starting points, shape ``(B, S, r, K)``.
     * ``eta``, ``beta``: step size and momentum; a scalar, one value per run column ``(S,)``
       or one per run ``(B, S)``.  ``beta = 0`` is GD.
@@ -347,7 +376,8 @@ def run_agd_batched(
     B = len(problems)
     if B == 0:
         raise ValueError("problems must not be empty")
-    N, K, r = problems[0].N, problems[0].K, problems[0].r
+    N = _check_shapes(problems, pad=True)
+    K, r = problems[0].K, problems[0].r
     W0 = np.asarray(W0, dtype=np.float64)
     if W0.ndim != 4 or W0.shape[0] != B or W0.shape[2:] != (r, K):
         raise ValueError(f"W0 must have shape (B={B}, S, r={r}, K={K}), got {W0.shape}")
@@ -402,9 +432,12 @@ def _run_norms(T: torch.Tensor) -> torch.Tensor:
 
 def stack_rows(problems: Sequence[Problem]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The fused kernel's layout: ``XN (B,N,K,r)`` with ``XN[b, n, j]`` = :math:`x_{n,\\Omega_j}`,
-    ``y (B,N)`` and the sample counts ``(B,)``."""
-    XN = np.ascontiguousarray(np.stack([p.X[:, p.omega] for p in problems]))
-    return XN, np.ascontiguousarray(np.stack([p.y for p in problems])), np.array([p.N for p in problems])
+    ``y (B,N)`` and the sample counts ``(B,)`` (problems of different ``N`` are zero-padded to the
+    largest; the kernel reads only each problem's own samples)."""
+    N = _check_shapes(problems, pad=True)
+    XN = np.ascontiguousarray(np.stack([_padded(p.X, N)[:, p.omega] for p in problems]))
+    y = np.ascontiguousarray(np.stack([_padded(p.y, N) for p in problems]))
+    return XN, y, np.array([p.N for p in problems], dtype=np.int64)
 
 
 def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device, bar, success_stop, masks=None,
@@ -414,20 +447,27 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
     All per-run state lives in "active" tensors; a problem whose runs have all stopped
     is written to the outputs and dropped from them, so an iteration does no scatter.
     """
+    n = None  # each problem's sample count, when the chunk is zero-padded (torch kernel)
     if kernel == "fused":
         XN, y_rows, n_valid = stack_rows(problems)
         XT = y = None
         w_star = torch.from_numpy(np.stack([p.w_star for p in problems])).to(dtype=DTYPE)
         b, N, K, r = XN.shape
+        gradient_fn, update_fn = kernels.compiled("gradient"), kernels.compiled("update")
     else:
-        XT, y, w_star = stack_problems(problems, device)
+        XT, y, w_star = stack_problems(problems, device, pad=True)
         b, K, r, N = XT.shape
+        if any(p.N != N for p in problems):
+            n = torch.tensor([float(p.N) for p in problems], dtype=DTYPE, device=device).view(b, 1, 1, 1)
     S = W0.shape[1]
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=DTYPE, device=device)  # noqa: E731
     W = _to_rows(as_t(W0)).contiguous()  # (a,K,S,r) for the a active problems
     W_prev = W.clone()
     M = None if masks is None else _to_rows(as_t(masks)).contiguous()
     Ws = w_star.permute(0, 2, 1).unsqueeze(2)  # (a,K,1,r)
+    if XT is None:
+        Ws = Ws.contiguous()  # the fused path reads it as a (a,K,r) array
+        kernels.check_rows(XN, y_rows, W.numpy(), n_valid)
     ws_norm = Ws.flatten(1).norm(dim=1).unsqueeze(1)  # (a,1)
     eta = as_t(etas).view(b, 1, S, 1)
     beta = as_t(betas).view(b, 1, S, 1)
@@ -460,16 +500,21 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
     check_every = 1 if device.type == "cpu" else 16
     for t in range(max_iter):
         # [engine-iteration] one iteration for every run of the batch, shown on the Reproducing page
-        if XT is None:  # fused kernel: one pass over the samples
-            G = torch.from_numpy(kernels.fused_gradient(XN, y_rows, W.numpy(), n_valid))
+        if XT is None:  # fused kernel: one pass over the samples, then the step and its norms, compiled
+            Wn = W.numpy()
+            G = gradient_fn(XN, y_rows, Wn, n_valid, np.empty(Wn.shape))
+            W_next, err_next, change = np.empty(Wn.shape), np.empty(err.shape), np.empty(err.shape)
+            update_fn(Wn, W_prev.numpy(), G, G if M is None else M.numpy(), M is not None, eta.view(-1, S).numpy(),
+                      beta.view(-1, S).numpy(), Ws[:, :, 0].numpy(), ws_norm[:, 0].numpy(), W_next, err_next, change)
+            W_next, err_next, change = torch.from_numpy(W_next), torch.from_numpy(err_next), torch.from_numpy(change)
         else:  # two batched products
             ZT, e = _forward(XT, W, y)
-            G = _grad(XT, ZT, e)
-        if M is not None:
-            G = G * M
-        W_next = W - eta * G + beta * (W - W_prev)
-        err_next = _run_norms(W_next - Ws) / ws_norm
-        change = _run_norms(W_next - W) / _run_norms(W)
+            G = _grad(XT, ZT, e, n)
+            if M is not None:
+                G = G * M
+            W_next = W - eta * G + beta * (W - W_prev)
+            err_next = _run_norms(W_next - Ws) / ws_norm
+            change = _run_norms(W_next - W) / _run_norms(W)
         running = status == 0
         ok = running & (err_next <= DIVERGENCE_ERROR)  # False for NaN and inf too
         falling = err_next < err
@@ -497,6 +542,7 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
                     XN, y_rows, n_valid = XN[keep_np], y_rows[keep_np], n_valid[keep_np]
                 else:
                     XT, y = XT[alive], y[alive]
+                    n = n[alive] if n is not None else None
                 rows, Ws, ws_norm = rows[alive], Ws[alive], ws_norm[alive]
                 W, W_prev, eta, beta, err = W[alive], W_prev[alive], eta[alive], beta[alive], err[alive]
                 status, iters = status[alive], iters[alive]

@@ -67,6 +67,8 @@ class SampleComplexityConfig(ChapterConfig):
     beta: float = param(0.2, "momentum β", low=0.0, high=1.0, high_open=True)
     max_iter: int = param(ITERATION_CAP, "iteration cap", low=1)
     seed: int = param(2021, "base seed of every random stream", low=0)
+    batch_columns: bool = param(False, "run all sizes N of a student in one engine call (zero-padded to the "
+                                "largest; the same runs, fewer and larger batches: for a GPU)")
     profile: str = "custom"
 
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
@@ -75,6 +77,7 @@ class SampleComplexityConfig(ChapterConfig):
         "book": dict(r_values=(10, 40, 100), N_values=(40, 60, 90, 135, 200, 300, 450, 680, 1000, 1500, 2250, 3400),
                      trials=6),
         "evidence": dict(trials=20),
+        "paper": dict(batch_columns=True),
     }
 
     def validate(self) -> None:
@@ -138,6 +141,30 @@ def sample_complexity_task(params: Mapping[str, Any], seeds: list, trials: list[
     return [dict(r=r, N=N, ratio=N / (r * K), trial=t, **res.record(b, 0, params["lam"])) for b, t in enumerate(trials)]
 
 
+def sample_complexity_column_task(params: Mapping[str, Any], seeds: list, trials: list[int]) -> list[dict]:
+    """One student size r at every N of ``params["N_list"]`` for every teacher, in one engine call.
+
+    The same runs as :func:`sample_complexity_task` cell by cell (same teachers, students, starts
+    and seeds): the engine zero-pads the problems of different N to the largest and divides each
+    gradient by its own N, so with the fused kernel every row is bit for bit the cell's, and with
+    the torch kernel (r < 16 on the CPU, and on a GPU) equal to rounding (tested).  On a GPU the
+    column's cells then share one launch per iteration instead of one each.
+    """
+    d, K, r, r_star, lam = params["d"], params["K"], params["r"], params["r_star"], params["lam"]
+    problems, starts, cells = [], [], []
+    for ss, t in zip(seeds, trials):
+        teacher = make_problem(params["N_max"], d, K, r_star, 0.0, seed_sequence(ss, 0))
+        s = nested_student(teacher, r, seed_sequence(ss, 2))
+        start = starts_along(s.w_star, [lam], seed_sequence(ss, 1))
+        for N in params["N_list"]:
+            problems.append(Problem(X=s.X[:N], y=s.y[:N], omega=s.omega, w_star=s.w_star))
+            starts.append(start)
+            cells.append((N, t))
+    res = run_agd_batched(problems, np.stack(starts), params["eta"], params["beta"], max_iter=params["max_iter"],
+                          record_history=False, success_stop=SUCCESS_TOL, progress=False)
+    return [dict(r=r, N=N, ratio=N / (r * K), trial=t, **res.record(b, 0, lam)) for b, (N, t) in enumerate(cells)]
+
+
 @dataclass(kw_only=True)
 class SampleComplexityResult(ChapterResult):
     """Runs of the Fig. 4 experiment: ``runs`` has one row per (r, N, teacher) with success and status."""
@@ -148,8 +175,17 @@ class SampleComplexityResult(ChapterResult):
 
 
 def sweeps(config: SampleComplexityConfig) -> list[SweepPlan]:
-    """One sweep over (r, N); the trial seed depends on the trial only, so every cell sees the same teachers."""
+    """One sweep over (r, N); the trial seed depends on the trial only, so every cell sees the same teachers.
+
+    With ``batch_columns`` a task is a student size r with all its N (:func:`sample_complexity_column_task`),
+    and a unit holds all teachers; the runs and their rows are the same.
+    """
     c = config
+    if c.batch_columns:
+        tasks = tuple(dict(N_list=c.n_values(r), N_max=c.N_max, d=c.d, K=c.K, r=r, r_star=c.r_star, lam=c.lam,
+                           eta=c.eta, beta=c.beta, max_iter=c.max_iter) for r in c.r_values)
+        return [SweepPlan(f"samples-columns-{c.profile}", sample_complexity_column_task, tasks, c.trials, c.seed,
+                          seed_keys=(), trials_per_unit=c.trials)]
     tasks = tuple(dict(N=N, N_max=c.N_max, d=c.d, K=c.K, r=r, r_star=c.r_star, lam=c.lam, eta=c.eta, beta=c.beta,
                        max_iter=c.max_iter) for r in c.r_values for N in c.n_values(r))
     return [SweepPlan(f"samples-{c.profile}", sample_complexity_task, tasks, c.trials, c.seed, seed_keys=(),
