@@ -14,7 +14,8 @@ One iteration of one run is 4 N r K flops (forward and gradient products).  Vari
   straightforward reproduction writes them;
 * ``numpy reference``: :func:`winning_ticket.algorithms.agd.run_agd` (einsum forward, BLAS gradient);
 * ``engine, torch kernel`` with the previous 48 MiB chunk and with today's 16 MiB default;
-* ``engine, fused kernel`` (the CPU default, :mod:`winning_ticket.algorithms.kernels`).
+* ``engine, fused kernel`` (the CPU default, :mod:`winning_ticket.algorithms.kernels`), with the
+  one-sample loop it had before (the same sums) and with today's four-sample blocks.
 
 Every variant runs ``--repeats`` times, interleaved (variant A, B, C, then A, B, C again), and
 the table quotes medians, so a noisy neighbour slows all of them alike.  The machine's limits
@@ -123,11 +124,18 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
     subs = [p.sub_inputs() for p in probs]
     out = {}
 
-    def engine(kernel, chunk):
+    def engine(kernel, chunk, one_sample=False):
         def go():
-            res = run_agd_batched(probs, W0, etas, betas, max_iter=T, tol=0.0, device=device, progress=False,
-                                  record_history=False, kernel=kernel, max_chunk_bytes=chunk)
-            out[(kernel, chunk)] = res.W
+            saved = kernels._compiled.get("gradient")
+            if one_sample:  # the kernel before the four-sample blocks (the same sums, bit for bit)
+                kernels._compiled["gradient"] = kernels.compiled("reference")
+            try:
+                res = run_agd_batched(probs, W0, etas, betas, max_iter=T, tol=0.0, device=device, progress=False,
+                                      record_history=False, kernel=kernel, max_chunk_bytes=chunk)
+            finally:
+                if one_sample:
+                    kernels._compiled["gradient"] = saved
+            out[(kernel + (" one-sample" if one_sample else ""), chunk)] = res.W
         return go
 
     def reference():
@@ -148,7 +156,9 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
         variants += [("engine, torch kernel, 48 MiB chunks (before)", engine("torch", 48 << 20), repeats),
                      ("engine, torch kernel, 16 MiB chunks", engine("torch", 16 << 20), repeats)]
     if device == "cpu" and kernels.available():
-        variants += [("engine, fused kernel (CPU default)", engine("fused", 16 << 20), repeats)]
+        kernels.compiled("gradient")
+        variants += [("engine, fused kernel, one sample at a time (before)", engine("fused", 16 << 20, True), repeats),
+                     ("engine, fused kernel, four samples at a time (CPU default)", engine("fused", 16 << 20), repeats)]
     for _, fn, _ in variants:  # warm-up (numba compilation, caches)
         if fn not in (naive, reference):
             fn()

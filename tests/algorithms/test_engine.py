@@ -337,31 +337,54 @@ def test_blocked_kernel_equals_the_one_sample_loop(kernel):
         assert not np.array_equal(blocked[0], blocked[2]) or N == 1  # n_valid is honoured
 
 
-def test_compiled_step_equals_the_torch_expression(kernel):
-    """The fused path's compiled AGD step: the iterate bit for bit as torch computes
-    ``W - eta * (G * M) + beta * (W - W_prev)``, the two distances to rounding."""
-    from winning_ticket.algorithms import kernels
+def test_compiled_step_equals_the_torch_step(kernel):
+    """The fused path's compiled iteration (step and stopping rule, in place) against the torch path's
+    ``_step``, on states where every rule fires: the iterates bit for bit, the same statuses and
+    iteration counts, the errors to rounding."""
+    from winning_ticket.algorithms import engine, kernels
 
     if kernel != "fused":
         pytest.skip("the fused kernel's own test")
     rng = np.random.default_rng(4)
-    B, K, S, r = 3, 4, 5, 7
-    W, Wp, G = (rng.standard_normal((B, K, S, r)) for _ in range(3))
-    M = (rng.random((B, K, S, r)) < 0.7).astype(float)
-    eta, beta = rng.random((B, S)) * 2, rng.random((B, S))
+    B, K, S, r = 3, 4, 6, 7
     Ws = rng.standard_normal((B, K, r))
+    W = Ws[:, :, None, :] + 0.3 * rng.standard_normal((B, K, S, r))
+    Wp = W + 0.01 * rng.standard_normal((B, K, S, r))
+    G = rng.standard_normal((B, K, S, r))
+    G[0, :, 1] = 1e9  # diverges
+    G[0, :, 2], Wp[0, :, 2] = 0.0, W[0, :, 2]  # no change: converged
+    W[1, :, 3] = Ws[1] + 1e-6  # near W*, and the step (eta = 0.5) halves the distance: an early success
+    Wp[1, :, 3], G[1, :, 3] = W[1, :, 3], W[1, :, 3] - Ws[1]
+    M = (rng.random((B, K, S, r)) < 0.8).astype(float)
+    eta, beta = np.full((B, S), 0.5), rng.random((B, S)) * 0.3
     ws_norm = np.linalg.norm(Ws.reshape(B, -1), axis=1)
-    t = torch.from_numpy
+    t_ = torch.from_numpy
     for masked in (False, True):
-        W_next, err, change = np.empty_like(W), np.empty((B, S)), np.empty((B, S))
-        kernels.compiled("update")(W, Wp, G, M, masked, eta, beta, Ws, ws_norm, W_next, err, change)
-        Gm = t(G) * t(M) if masked else t(G)
-        want = t(W) - t(eta).view(B, 1, S, 1) * Gm + t(beta).view(B, 1, S, 1) * (t(W) - t(Wp))
-        np.testing.assert_array_equal(W_next, want.numpy())
-        np.testing.assert_allclose(err, np.linalg.norm((W_next - Ws[:, :, None]).transpose(0, 2, 1, 3).reshape(B, S, -1),
-                                                       axis=2) / ws_norm[:, None], rtol=1e-14)
-        np.testing.assert_allclose(change, np.linalg.norm((W_next - W).transpose(0, 2, 1, 3).reshape(B, S, -1), axis=2)
-                                   / np.linalg.norm(W.transpose(0, 2, 1, 3).reshape(B, S, -1), axis=2), rtol=1e-14)
+        for t, max_iter in ((5, 100), (99, 100)):
+            err = np.linalg.norm((W - Ws[:, :, None]).transpose(0, 2, 1, 3).reshape(B, S, -1), axis=2) / ws_norm[:, None]
+            status = np.zeros((B, S), dtype=np.int64)
+            status[2, 5] = int(RunStatus.CONVERGED)  # already stopped: left alone
+            iters = np.full((B, S), 7, dtype=np.int64)
+            hist = np.full((B, S, max_iter + 1), np.nan)
+            want = engine._step(t_(W.copy()), t_(Wp.copy()), t_(G.copy()), t_(M) if masked else None,
+                                t_(eta).view(B, 1, S, 1), t_(beta).view(B, 1, S, 1), t_(Ws).unsqueeze(2),
+                                t_(ws_norm).unsqueeze(1), t_(err.copy()), t_(status.copy()), t_(iters.copy()), t,
+                                max_iter, 1e-8, 1e-4)
+            Wc, Wpc, errc, stc, itc = W.copy(), Wp.copy(), err.copy(), status.copy(), iters.copy()
+            finished = kernels.compiled("step")(Wc, Wpc, G, M, masked, eta, beta, Ws, ws_norm, errc, stc, itc, hist,
+                                                True, t, max_iter, 1e-8, 1e-4, 1e6, engine.STATUS_CODES,
+                                                np.empty_like(W))
+            np.testing.assert_array_equal(Wc, want[0].numpy())
+            np.testing.assert_array_equal(Wpc, want[1].numpy())
+            np.testing.assert_allclose(errc, want[2].numpy(), rtol=1e-14)
+            np.testing.assert_array_equal(stc, want[3].numpy())
+            np.testing.assert_array_equal(itc, want[4].numpy())
+            np.testing.assert_allclose(hist[:, :, t + 1], want[5].numpy(), rtol=1e-14)
+            assert finished == int((want[3].numpy() != 0).all(axis=1).sum())
+            codes = set(stc.ravel().tolist())
+            assert {0, int(RunStatus.DIVERGED), int(RunStatus.CONVERGED), int(RunStatus.EARLY_SUCCESS)} <= codes | {0}
+            if t == max_iter - 1:
+                assert int(RunStatus.MAX_ITER) in codes and finished == B
 
 
 def test_problems_of_different_N_share_a_batch(kernel):

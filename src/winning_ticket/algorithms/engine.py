@@ -440,6 +440,41 @@ def stack_rows(problems: Sequence[Problem]) -> tuple[np.ndarray, np.ndarray, np.
     return XN, y, np.array([p.N for p in problems], dtype=np.int64)
 
 
+def _step(W, W_prev, G, M, eta, beta, Ws, ws_norm, err, status, iters, t, max_iter, tol, success_stop):
+    """One iteration of every run after its gradient ``G``, in torch: the AGD step (12) and the stopping
+    rule.  Returns the new ``W, W_prev, err, status, iters`` and the errors to record (NaN for a
+    run that did not step).  The fused path computes the same with ``kernels.compiled("step")``."""
+    S = W.shape[2]
+    # [engine-step]
+    if M is not None:
+        G = G * M
+    W_next = W - eta * G + beta * (W - W_prev)
+    err_next = _run_norms(W_next - Ws) / ws_norm
+    change = _run_norms(W_next - W) / _run_norms(W)
+    running = status == 0
+    ok = running & (err_next <= DIVERGENCE_ERROR)  # False for NaN and inf too
+    falling = err_next < err
+    keep = ok.view(-1, 1, S, 1)  # a stopped or diverging run keeps its last iterate
+    W_prev = torch.where(keep, W, W_prev)
+    W = torch.where(keep, W_next, W)
+    err = torch.where(ok, err_next, err)
+    iters = iters + ok
+    stop = torch.where(ok & (change < tol), int(RunStatus.CONVERGED), torch.where(running & ~ok, int(RunStatus.DIVERGED), 0))
+    if success_stop is not None:
+        early = ok & (stop == 0) & (err_next < success_stop) & falling
+        stop = torch.where(early, int(RunStatus.EARLY_SUCCESS), stop)
+    if t == max_iter - 1:
+        stop = torch.where(ok & (stop == 0), int(RunStatus.MAX_ITER), stop)
+    status = torch.where(running, stop, status)
+    # [/engine-step]
+    return W, W_prev, err, status, iters, torch.where(ok, err_next, torch.nan)
+
+
+STATUS_CODES = np.array([RunStatus.CONVERGED, RunStatus.DIVERGED, RunStatus.EARLY_SUCCESS, RunStatus.MAX_ITER],
+                        dtype=np.int64)
+"""The codes the compiled step writes: converged, diverged, early success, cap."""
+
+
 def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device, bar, success_stop, masks=None,
                kernel="torch"):
     """AGD on one chunk of problems.
@@ -453,7 +488,7 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
         XT = y = None
         w_star = torch.from_numpy(np.stack([p.w_star for p in problems])).to(dtype=DTYPE)
         b, N, K, r = XN.shape
-        gradient_fn, update_fn = kernels.compiled("gradient"), kernels.compiled("update")
+        gradient_fn, step_fn = kernels.compiled("gradient"), kernels.compiled("step")
     else:
         XT, y, w_star = stack_problems(problems, device, pad=True)
         b, K, r, N = XT.shape
@@ -497,42 +532,34 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
         if bar is not None:
             bar.update(len(idx))
 
+    def fused_state():
+        """numpy views of the state the compiled step updates in place (valid until the next compaction)."""
+        return (W.numpy(), W_prev.numpy(), None if M is None else M.numpy(), eta.view(-1, S).numpy(),
+                beta.view(-1, S).numpy(), Ws[:, :, 0].numpy(), ws_norm[:, 0].numpy(), err.numpy(), status.numpy(),
+                iters.numpy(), hist.numpy() if hist is not None else np.empty((0, 0, 0)))
+
+    if XT is None:
+        state = fused_state()
     check_every = 1 if device.type == "cpu" else 16
     for t in range(max_iter):
         # [engine-iteration] one iteration for every run of the batch, shown on the Reproducing page
-        if XT is None:  # fused kernel: one pass over the samples, then the step and its norms, compiled
-            Wn = W.numpy()
+        if XT is None:  # fused kernel: one pass over the samples, then the step and the stopping rule, compiled
+            Wn, Wp, Mn, et, bt, Wsn, wsn, errn, stn, itn, hn = state
             G = gradient_fn(XN, y_rows, Wn, n_valid, np.empty(Wn.shape))
-            W_next, err_next, change = np.empty(Wn.shape), np.empty(err.shape), np.empty(err.shape)
-            update_fn(Wn, W_prev.numpy(), G, G if M is None else M.numpy(), M is not None, eta.view(-1, S).numpy(),
-                      beta.view(-1, S).numpy(), Ws[:, :, 0].numpy(), ws_norm[:, 0].numpy(), W_next, err_next, change)
-            W_next, err_next, change = torch.from_numpy(W_next), torch.from_numpy(err_next), torch.from_numpy(change)
-        else:  # two batched products
+            finished = step_fn(Wn, Wp, G, G if Mn is None else Mn, Mn is not None, et, bt, Wsn, wsn, errn, stn, itn, hn,
+                               hist is not None, t, max_iter, tol, -1.0 if success_stop is None else success_stop,
+                               DIVERGENCE_ERROR, STATUS_CODES, np.empty(Wn.shape))
+        else:  # two batched products, then the step and the stopping rule (_step)
             ZT, e = _forward(XT, W, y)
             G = _grad(XT, ZT, e, n)
-            if M is not None:
-                G = G * M
-            W_next = W - eta * G + beta * (W - W_prev)
-            err_next = _run_norms(W_next - Ws) / ws_norm
-            change = _run_norms(W_next - W) / _run_norms(W)
-        running = status == 0
-        ok = running & (err_next <= DIVERGENCE_ERROR)  # False for NaN and inf too
-        falling = err_next < err
-        keep = ok.view(-1, 1, S, 1)
-        W_prev = torch.where(keep, W, W_prev)
-        W = torch.where(keep, W_next, W)
-        err = torch.where(ok, err_next, err)
-        iters += ok
-        stop = torch.where(ok & (change < tol), int(RunStatus.CONVERGED), torch.where(running & ~ok, int(RunStatus.DIVERGED), 0))
-        if success_stop is not None:
-            early = ok & (stop == 0) & (err_next < success_stop) & falling
-            stop = torch.where(early, int(RunStatus.EARLY_SUCCESS), stop)
-        if t == max_iter - 1:
-            stop = torch.where(ok & (stop == 0), int(RunStatus.MAX_ITER), stop)
-        status = torch.where(running, stop, status)
-        if hist is not None:
-            hist[:, :, t + 1] = torch.where(ok, err_next, torch.nan)
+            W, W_prev, err, status, iters, recorded = _step(W, W_prev, G, M, eta, beta, Ws, ws_norm, err, status,
+                                                            iters, t, max_iter, tol, success_stop)
+            if hist is not None:
+                hist[:, :, t + 1] = recorded
+            finished = None
         # [/engine-iteration]
+        if finished == 0:
+            continue  # (fused) every problem still has a running run
         if t % check_every == check_every - 1 or t == max_iter - 1:
             alive = (status == 0).any(dim=1)
             if not bool(alive.all()):
@@ -550,4 +577,6 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
                 hist = hist[alive] if hist is not None else None
                 if rows.numel() == 0:
                     break
+                if XT is None:
+                    state = fused_state()
     return out_W, out_it, out_status, out_err, out_hist

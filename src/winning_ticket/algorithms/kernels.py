@@ -18,8 +18,8 @@ while they are still in the L1 cache (the formula is the gradient of
 instructions (numba).  The kernel takes the samples four at a time (:func:`_fused_gradient`), so a
 weight loaded from the L1 cache serves four dot products and a gradient entry is loaded and
 stored once per four samples; :func:`_fused_gradient_reference` is the plain one-sample loop it
-is tested against.  :func:`_agd_update` then takes the AGD step (12) of every run and computes
-the two distances the stopping rule needs, in one call instead of about twenty small torch
+is tested against.  :func:`_agd_step` then takes the AGD step (12) of every run, computes the two
+distances and applies the stopping rule, in one call instead of about thirty small torch
 operations.
 
 Numerics.  The sums over :math:`i` (the dot products) are reassociated into vector lanes
@@ -183,19 +183,33 @@ def _fused_gradient(XN, y, W, n_valid, G):  # pragma: no cover - compiled by num
     return G
 
 
-def _agd_update(W, W_prev, G, M, masked, eta, beta, Ws, ws_norm, W_next, err_next, change):  # pragma: no cover
-    """One AGD step of every run (12) and its two distances, in the engine's layout.
+def _agd_step(W, W_prev, G, M, masked, eta, beta, Ws, ws_norm, err, status, iters, hist, recording, t, max_iter,
+              tol, success_stop, divergence, codes, W_next):  # pragma: no cover - compiled by numba
+    """One iteration of every running run after its gradient: the AGD step (12), the two distances,
+    and the stopping rule, in place.  What the engine's torch path (``engine._step``) computes.
 
-    ``W_next = W - eta * (G * M) + beta * (W - W_prev)`` element by element, in the order and with
-    the roundings of the torch path's expression (compiled without fast-math, so no fused
-    multiply-add), then per run ``err_next = |W_next - W*|_F / |W*|_F`` and
-    ``change = |W_next - W|_F / |W|_F``.  The norms sum their squares in index order, so they may
-    differ from torch's in the last bit.  Arrays: ``W, W_prev, G, M, W_next (B, K, S, r)``,
-    ``eta, beta (B, S)``, ``Ws (B, K, r)``, ``ws_norm (B,)``, ``err_next, change (B, S)``.
+    * The iterate ``W - eta * (G * M) + beta * (W - W_prev)``, element by element, in the order and
+      with the roundings of the torch expression (compiled without fast-math: no fused
+      multiply-add), into ``W_next``; then per run ``err_next = |W_next - W*|_F / |W*|_F`` and
+      ``change = |W_next - W|_F / |W|_F`` (squares summed in index order, so these may differ from
+      torch's in the last bit).
+    * A run whose ``err_next`` is at most ``divergence`` (not NaN) takes the step (``W_prev``, ``W``,
+      ``err``, ``iters``); it stops as converged when ``change < tol``, as an early success when
+      ``success_stop > 0``, ``err_next < success_stop`` and the error fell, at the cap on the last
+      iteration; any other run stops as diverged.  ``codes``: the status codes (converged,
+      diverged, early success, cap).  ``hist[b, s, t + 1]`` gets ``err_next`` (NaN if diverged).
+
+    Arrays: ``W, W_prev, G, M, W_next (B, K, S, r)``, ``eta, beta, err (B, S)``, ``status, iters
+    (B, S)`` int64, ``Ws (B, K, r)``, ``ws_norm (B,)``, ``hist (B, S, T)``.  Returns the number of
+    problems none of whose runs is still running.
     """
     B, K, S, r = W.shape
+    finished = 0
     for b in range(B):
+        running_left = 0
         for s in range(S):
+            if status[b, s] != 0:
+                continue
             et = eta[b, s]
             bt = beta[b, s]
             e2 = 0.0
@@ -212,15 +226,41 @@ def _agd_update(W, W_prev, G, M, masked, eta, beta, Ws, ws_norm, W_next, err_nex
                     d = wn - w
                     c2 += d * d
                     w2 += w * w
-            err_next[b, s] = np.sqrt(e2) / ws_norm[b]
-            change[b, s] = np.sqrt(c2) / np.sqrt(w2)
+            err_next = np.sqrt(e2) / ws_norm[b]
+            change = np.sqrt(c2) / np.sqrt(w2)
+            ok = err_next <= divergence  # False for NaN
+            stop = 0
+            if ok:
+                falling = err_next < err[b, s]
+                for j in range(K):
+                    for i in range(r):
+                        W_prev[b, j, s, i] = W[b, j, s, i]
+                        W[b, j, s, i] = W_next[b, j, s, i]
+                err[b, s] = err_next
+                iters[b, s] += 1
+                if change < tol:
+                    stop = codes[0]
+                elif success_stop > 0.0 and err_next < success_stop and falling:
+                    stop = codes[2]
+                elif t == max_iter - 1:
+                    stop = codes[3]
+            else:
+                stop = codes[1]
+            status[b, s] = stop
+            if recording:
+                hist[b, s, t + 1] = err_next if ok else np.nan
+            if stop == 0:
+                running_left += 1
+        if running_left == 0:
+            finished += 1
+    return finished
 
 
 _compiled = {}
 
 
 def compiled(name: str):
-    """The numba-compiled ``name`` (``gradient``, ``reference`` or ``update``), compiled on first use.
+    """The numba-compiled ``name`` (``gradient``, ``reference`` or ``step``), compiled on first use.
 
     The engine calls these directly inside its iteration loop (checked once per chunk, not per
     call); :func:`fused_gradient` is the checked entry point.
@@ -228,8 +268,8 @@ def compiled(name: str):
     if numba is None:
         raise RuntimeError("the fused kernel needs numba (pip install -r requirements-dev.txt -c constraints.txt)")
     if name not in _compiled:
-        if name == "update":  # no fast-math: the torch path's roundings; numpy's error model: x / 0 is inf
-            fn = numba.njit(boundscheck=False, cache=True, nogil=True, error_model="numpy")(_agd_update)
+        if name == "step":  # no fast-math: the torch path's roundings; numpy's error model: x / 0 is inf
+            fn = numba.njit(boundscheck=False, cache=True, nogil=True, error_model="numpy")(_agd_step)
         else:
             py = {"gradient": _fused_gradient, "reference": _fused_gradient_reference}[name]
             fn = numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True, nogil=True)(py)
