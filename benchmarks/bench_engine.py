@@ -157,7 +157,7 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
                      ("engine, torch kernel, 16 MiB chunks", engine("torch", 16 << 20), repeats)]
     if device == "cpu" and kernels.available():
         kernels.compiled("gradient")
-        variants += [("engine, fused kernel, one sample at a time (before)", engine("fused", 16 << 20, True), repeats),
+        variants += [("engine, fused kernel, one sample at a time (the kernel before; compiled step)", engine("fused", 16 << 20, True), repeats),
                      ("engine, fused kernel, four samples at a time (CPU default)", engine("fused", 16 << 20), repeats)]
     for _, fn, _ in variants:  # warm-up (numba compilation, caches)
         if fn not in (naive, reference):

@@ -20,7 +20,9 @@ Usage: python benchmarks/columns_check.py [--r 10 20] [--markdown FILE]
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np
 import pandas as pd
+import torch
 
 from winning_ticket import chapters
 from winning_ticket.algorithms.engine import engine_kernel, torch_threads
@@ -99,7 +102,10 @@ def main() -> int:
         lines.append(line)
         print(line, flush=True)
     if args.markdown:
-        args.markdown.write_text("\n".join(lines) + "\n")
+        head = (f"Measured {dt.date.today()} on {platform.machine()} ({os.cpu_count()} cores), one thread, "
+                f"torch {torch.__version__}; ratio: cell by cell over one call per column; the evidence config "
+                f"({config.trials} teachers, d = {config.d}, K = {config.K}).\n\n")
+        args.markdown.write_text(head + "\n".join(lines) + "\n")
     return 1 if total_bad else 0
 
 

@@ -68,7 +68,7 @@ class SampleComplexityConfig(ChapterConfig):
     max_iter: int = param(ITERATION_CAP, "iteration cap", low=1)
     seed: int = param(2021, "base seed of every random stream", low=0)
     batch_columns: bool = param(False, "run all sizes N of a student in one engine call (zero-padded to the "
-                                "largest; the same runs, fewer and larger batches: for a GPU)")
+                                "largest; the same runs, fewer and larger batches: for a GPU)", choices=(False, True))
     profile: str = "custom"
 
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {
