@@ -14,15 +14,22 @@ One iteration of one run is 4 N r K flops (forward and gradient products).  Vari
   straightforward reproduction writes them;
 * ``numpy reference``: :func:`winning_ticket.algorithms.agd.run_agd` (einsum forward, BLAS gradient);
 * ``engine, torch kernel`` with the previous 48 MiB chunk and with today's 16 MiB default;
-* ``engine, fused kernel`` (the CPU default, :mod:`winning_ticket.algorithms.kernels`), with the
-  one-sample loop it had before (the same sums) and with today's four-sample blocks.
+* ``engine, fused kernel`` (the CPU default, :mod:`winning_ticket.algorithms.kernels`) with the
+  one-sample loop (the same sums), with four-sample blocks taking the runs one at a time (the
+  kernel of the previous round) and with today's default, four samples and two runs at a time.
 
-Every variant runs ``--repeats`` times, interleaved (variant A, B, C, then A, B, C again), and
-the table quotes medians, so a noisy neighbour slows all of them alike.  The machine's limits
-are measured in the same run: the one-thread float64 matrix-product rate (2048^3) and the
-streaming read bandwidth; the memory roofline of an iteration that reads each problem's inputs
+Every variant runs ``--repeats`` times (the numpy loops: up to 3), interleaved (variant A, B, C,
+then A, B, C again), and the table quotes medians, so a noisy neighbour slows all of them alike.
+The one-thread float64 matrix product (2048^3) is one more interleaved variant of each workload,
+so the "of GEMM" column compares rates measured side by side; the streaming read bandwidth is
+measured before the workloads; the memory roofline of an iteration that reads each problem's inputs
 once (fused) or twice (torch), and the iterates' largest difference between variants, are
 printed with them.
+
+Under each workload's table, the fused gradient kernel by itself on one problem of the
+workload's shape: at the workload's N (the engine's case), at N = 200 (the inputs fit in the L2
+cache, so memory is out of the way: the ceiling of the kernel's arithmetic), and reading float32
+inputs (the precision the performance issue proposed; measured, not an engine option).
 
 ``--markdown FILE`` writes the tables as Markdown; ``--update-readme`` replaces the README's
 block between ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` with them.  Not a test: run
@@ -115,8 +122,7 @@ def make_workload(name: str, problems: int | None):
     return probs, W0, np.array([eta for eta in etas for _ in lams]), np.full(10, 0.2), 100
 
 
-def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool, gemm: float, bw: float,
-                 device: str = "cpu"):
+def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool, bw: float, device: str = "cpu"):
     probs, W0, etas, betas, T = make_workload(name, problems)
     p0 = probs[0]
     N, K, r, P, S = p0.N, p0.K, p0.r, len(probs), W0.shape[1]
@@ -124,19 +130,25 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
     subs = [p.sub_inputs() for p in probs]
     out = {}
 
-    def engine(kernel, chunk, one_sample=False):
+    def engine(kernel, chunk, variant=None):
         def go():
             saved = kernels._compiled.get("gradient")
-            if one_sample:  # the kernel before the four-sample blocks (the same sums, bit for bit)
+            if variant == "one-sample":  # the plain loop (the same sums)
                 kernels._compiled["gradient"] = kernels.compiled("reference")
+            elif variant == "one-run":  # the previous round's kernel: four samples, runs one at a time
+                kernels._compiled["gradient"] = lambda XN, y, W, n, G: saved(XN, y, W, n, G, False)
             try:
                 res = run_agd_batched(probs, W0, etas, betas, max_iter=T, tol=0.0, device=device, progress=False,
                                       record_history=False, kernel=kernel, max_chunk_bytes=chunk)
             finally:
-                if one_sample:
-                    kernels._compiled["gradient"] = saved
-            out[(kernel + (" one-sample" if one_sample else ""), chunk)] = res.W
+                kernels._compiled["gradient"] = saved
+            out[(kernel + (f" {variant}" if variant else ""), chunk)] = res.W
         return go
+
+    gemm_a = torch.randn(2048, 2048, dtype=torch.float64)
+
+    def gemm():
+        gemm_a @ gemm_a
 
     def reference():
         out["reference"] = np.stack([[run_agd(subs[i], p.y, p.w_star, W0[i, s], etas[s], betas[s], max_iter=T,
@@ -147,21 +159,28 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
                                   for s in range(S)] for i, p in enumerate(probs)])
 
     variants = []
+    loops = min(repeats, 3)
     if device != "cpu":
         variants = [(f"engine, torch kernel on {device}", engine("torch", None), repeats)]
     elif not skip_naive:
-        variants += [("naive einsum loop, one run at a time", naive, 1),
-                     ("numpy reference (`run_agd`), one run at a time", reference, 1)]
+        variants += [("naive einsum loop, one run at a time", naive, loops),
+                     ("numpy reference (`run_agd`), one run at a time", reference, loops)]
     if device == "cpu":
         variants += [("engine, torch kernel, 48 MiB chunks (before)", engine("torch", 48 << 20), repeats),
                      ("engine, torch kernel, 16 MiB chunks", engine("torch", 16 << 20), repeats)]
     if device == "cpu" and kernels.available():
         kernels.compiled("gradient")
-        variants += [("engine, fused kernel, one sample at a time (the kernel before; compiled step)", engine("fused", 16 << 20, True), repeats),
-                     ("engine, fused kernel, four samples at a time (CPU default)", engine("fused", 16 << 20), repeats)]
+        variants += [("engine, fused kernel, one sample at a time", engine("fused", 16 << 20, "one-sample"), repeats),
+                     ("engine, fused kernel, four samples, runs one at a time (the kernel before)",
+                      engine("fused", 16 << 20, "one-run"), repeats),
+                     ("engine, fused kernel, four samples, runs two at a time (CPU default)", engine("fused", 16 << 20),
+                      repeats)]
+    gemm_label = "one-thread float64 matrix product, 2048^3"
+    variants.append((gemm_label, gemm, repeats))
     for _, fn, _ in variants:  # warm-up (numba compilation, caches)
         if fn not in (naive, reference):
             fn()
+    print(f"{name}: {len(variants)} variants x {repeats} interleaved repetitions", flush=True)
     times = {label: [] for label, _, _ in variants}
     for rep in range(repeats):
         for label, fn, reps in variants:
@@ -169,6 +188,8 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
                 t = time.perf_counter()
                 fn()
                 times[label].append(time.perf_counter() - t)
+    gemm = 2 * 2048**3 / statistics.median(times.pop(gemm_label)) / 1e9  # measured beside the variants
+    variants.pop()
     base_label = variants[0][0]
     base = statistics.median(times[base_label])
     torch_w = out[("torch", 16 << 20 if device == "cpu" else None)]
@@ -178,7 +199,7 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
     title = (f"{name}: {P} problems x {S} runs sharing each, N = {N}, d = {p0.d}, K = {K}, r = {r}, {T} iterations; "
              f"{flop / 1e9:.1f} GFLOP")
     lines = [f"| variant ({name}) | runs/s | GFLOP/s | vs {'naive' if not skip_naive else 'first'} | "
-             f"of one-thread GEMM ({gemm:.0f} GFLOP/s) |", "|---|---|---|---|---|"]
+             f"of one-thread GEMM ({gemm:.1f} GFLOP/s, interleaved) |", "|---|---|---|---|---|"]
     for label, _, _ in variants:
         t = statistics.median(times[label])
         lines.append(f"| {label} | {P * S / t:.2f} | {flop / t / 1e9:.1f} | {base / t:.1f}x | {100 * flop / t / 1e9 / gemm:.0f}% |")
@@ -186,7 +207,44 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
              + ", ".join(f"{k if isinstance(k, str) else k[0]} {v:.1e}" for k, v in diffs.items())
              + f". Memory roofline of the fused kernel (one read of the inputs per iteration, S = {S}): "
              f"{roof:.0f} GFLOP/s; of the torch kernel (two reads): {S / 4 * bw:.0f} GFLOP/s.")
+    if device == "cpu" and kernels.available():
+        naive_label = "naive einsum loop, one run at a time"
+        naive_rate = flop / statistics.median(times[naive_label]) / 1e9 if naive_label in times else None
+        lines += ["", *kernel_alone(N, K, r, S, repeats, naive_rate, gemm)]
     return title, lines, notes
+
+
+def kernel_alone(N: int, K: int, r: int, S: int, repeats: int, naive_rate: float | None, gemm: float) -> list[str]:
+    """The fused gradient kernel by itself on one problem of the workload's shape, interleaved:
+    float64 at the workload's N (the inputs come from the L3 cache or memory, as in the engine),
+    float64 at N = 200 (the inputs fit in the L2 cache: the kernel's arithmetic ceiling), and
+    float64 sums over float32 inputs (a measurement only; not an engine option)."""
+    rng = np.random.default_rng(0)
+    cases = {}
+    for label, n, dtype in ((f"float64, N = {N} (the engine's case)", N, np.float64),
+                            ("float64, N = 200 (inputs fit in the L2 cache)", 200, np.float64),
+                            (f"float32 inputs, float64 sums, N = {N} (measurement only)", N, np.float32)):
+        XN = rng.standard_normal((1, n, K, r)).astype(dtype)
+        W = (rng.standard_normal((1, K, S, r)) / np.sqrt(r)).astype(dtype)
+        y = np.abs(rng.standard_normal((1, n)))
+        cases[label] = (XN, y, W, np.array([n]), np.empty(W.shape), max(1, 3000 // n))
+    fn = kernels.compiled("gradient")
+    for XN, y, W, nv, G, _ in cases.values():
+        fn(XN, y, W, nv, G)  # compile for both dtypes
+    times = {label: [] for label in cases}
+    for _ in range(max(repeats, 5)):
+        for label, (XN, y, W, nv, G, inner) in cases.items():
+            t = time.perf_counter()
+            for _ in range(5 * inner):
+                fn(XN, y, W, nv, G)
+            times[label].append((time.perf_counter() - t) / (5 * inner))
+    lines = ["| fused gradient kernel alone, one problem | GFLOP/s | vs naive loop | of one-thread GEMM |",
+             "|---|---|---|---|"]
+    for label, (XN, *_rest) in cases.items():
+        rate = 4.0 * XN.shape[1] * K * r * S / statistics.median(times[label]) / 1e9
+        vs = f"{rate / naive_rate:.1f}x" if naive_rate else "-"
+        lines.append(f"| {label} | {rate:.1f} | {vs} | {100 * rate / gemm:.0f}% |")
+    return lines
 
 
 def update_readme(block: str, text: str) -> None:
@@ -216,16 +274,17 @@ def main() -> None:
     threads = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     if any(v != "1" for v in threads.values()):
         print("note: set OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 for one-thread numpy loops (make benchmark does)")
-    gemm, bw = gemm_rate(args.repeats), read_bandwidth(args.repeats)
+    gemm, bw = gemm_rate(args.repeats), read_bandwidth(args.repeats)  # gemm: before the workloads, for the header
     head = [f"Measured {dt.date.today().isoformat()} on {platform.processor() or platform.machine()} "
             f"({os.cpu_count()} cores; {cache_sizes() or 'cache sizes unknown'}), one thread, float64, torch "
             f"{torch.__version__}; medians of {args.repeats} interleaved repetitions (the numpy loops: "
-            f"{min(args.repeats, 1)}). One-thread float64 matrix product (2048^3): {gemm:.1f} GFLOP/s; "
-            f"streaming read: {bw:.1f} GB/s."]
+            f"{min(args.repeats, 3)}). One-thread float64 matrix product (2048^3) before the workloads: {gemm:.1f} "
+            f"GFLOP/s (each table's GEMM column uses the product interleaved with its variants); streaming read: "
+            f"{bw:.1f} GB/s."]
     print(head[0])
     blocks = []
     for name in (["fig3", "landscape"] if args.workload == "both" else [args.workload]):
-        title, lines, notes = run_workload(name, args.problems, args.repeats, args.skip_naive, gemm, bw, args.device)
+        title, lines, notes = run_workload(name, args.problems, args.repeats, args.skip_naive, bw, args.device)
         print("\n" + title)
         print("\n".join(lines))
         print(notes)

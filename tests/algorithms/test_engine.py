@@ -319,22 +319,31 @@ def test_kernel_choice_errors_are_clear(monkeypatch):
 
 
 def test_blocked_kernel_equals_the_one_sample_loop(kernel):
-    """The kernel takes samples four at a time; it computes what the plain one-sample loop computes
-    (the same sums in the same order: on the machines we ran it on, bit for bit), for sample counts
-    that are and are not multiples of four, any S and r, and problems of different n_valid."""
+    """The kernel takes samples four at a time and runs two at a time; it computes what the plain
+    one-sample loop computes (the same sums; the dot products' vector lanes may split differently),
+    for sample counts that are and are not multiples of four, odd and even S, any r, problems of
+    different n_valid, with and without the pairs of runs."""
     from winning_ticket.algorithms.kernels import fused_gradient
 
     if kernel != "fused":
         pytest.skip("the fused kernel's own test")
     rng = np.random.default_rng(3)
-    for N, r, S in ((1, 1, 1), (3, 6, 2), (5, 13, 3), (90, 40, 10), (101, 100, 2)):
+    for N, r, S in ((1, 1, 1), (3, 6, 2), (5, 13, 3), (90, 40, 10), (101, 100, 2), (50, 24, 5)):
         XN = rng.standard_normal((3, N, 4, r))
         y = rng.standard_normal((3, N))
         W = rng.standard_normal((3, 4, S, r)) / np.sqrt(r)
         n = np.array([N, max(1, N - 1), max(1, N // 2)])
-        blocked, plain = fused_gradient(XN, y, W, n), fused_gradient(XN, y, W, n, reference=True)
-        assert np.max(np.abs(blocked - plain)) <= 1e-14 * np.max(np.abs(plain))
-        assert not np.array_equal(blocked[0], blocked[2]) or N == 1  # n_valid is honoured
+        plain = fused_gradient(XN, y, W, n, reference=True)
+        for pair_runs in (True, False):
+            blocked = fused_gradient(XN, y, W, n, pair_runs=pair_runs)
+            assert np.max(np.abs(blocked - plain)) <= 1e-14 * np.max(np.abs(plain))
+            assert not np.array_equal(blocked[0], blocked[2]) or N == 1  # n_valid is honoured
+            # a run's gradient is its own: another run of the problem diverging changes no bit of it
+            for bad in (np.nan, 1e300):
+                Wn = W.copy()
+                Wn[:, :, -1] = bad
+                poisoned = fused_gradient(XN, y, Wn, n, pair_runs=pair_runs)
+                np.testing.assert_array_equal(poisoned[:, :, :-1], blocked[:, :, :-1])
 
 
 def test_compiled_step_equals_the_torch_step(kernel):

@@ -27,9 +27,10 @@ size or on which other problems share the batch.
 
 Kernels.  On the CPU an iteration's gradient is by default (``auto``, for ``r >= 16``) computed
 by the fused kernel of :mod:`winning_ticket.algorithms.kernels`: one pass over the samples
-instead of two products, four samples at a time, followed by the AGD step and the runs' two
-distances in one compiled call (the step bit for bit torch's expression; measured side by side in
-``benchmarks/bench_engine.py``; see the README).  ``kernel="torch"`` (or ``$WT_KERNEL=torch``)
+instead of two products, four samples and two runs at a time, followed by one compiled call
+that takes the AGD step, computes the runs' two distances and applies the stopping rule (the
+step bit for bit torch's expression; measured side by side in ``benchmarks/bench_engine.py``;
+see the README).  ``kernel="torch"`` (or ``$WT_KERNEL=torch``)
 selects the two batched products above, which a GPU always uses.  The two agree to rounding
 (tested), and an archive records the setting that made it.
 

@@ -15,10 +15,11 @@ run's pre-activations and residual from them and adds the sample's contribution
 
 while they are still in the L1 cache (the formula is the gradient of
 :mod:`winning_ticket.algorithms.risk`).  Memory traffic halves, and the loops compile to vector
-instructions (numba).  The kernel takes the samples four at a time (:func:`_fused_gradient`), so a
-weight loaded from the L1 cache serves four dot products and a gradient entry is loaded and
-stored once per four samples; :func:`_fused_gradient_reference` is the plain one-sample loop it
-is tested against.  :func:`_agd_step` then takes the AGD step (12) of every run, computes the two
+instructions (numba).  The kernel takes the samples four at a time and the runs two at a time
+(:func:`_fused_gradient`), so a vector of inputs loaded from the L1 cache feeds eight fused
+multiply-adds, a weight serves four dot products and a gradient entry is loaded and stored once
+per four samples; :func:`_fused_gradient_reference` is the plain one-sample loop it is tested
+against.  :func:`_agd_step` then takes the AGD step (12) of every run, computes the two
 distances and applies the stopping rule, in one call instead of about thirty small torch
 operations.
 
@@ -26,9 +27,10 @@ Numerics.  The sums over :math:`i` (the dot products) are reassociated into vect
 (``fastmath`` reassociation and fused multiply-add, no other relaxation: NaN and infinity keep
 their meaning, so a diverging run is still seen as one); the sums over samples run in sample
 order.  The result therefore differs from the torch path's in the last bits (tested to
-:math:`10^{-12}`), depends only on a problem's own data (never on the batch, the chunk or the
-thread count: the kernel runs on one thread), and is the same on machines with the same vector
-instruction set; an archive records which kernel made it.
+:math:`10^{-12}`), depends only on a problem's own data and the run's place among its ``S`` runs
+(paired or not; never on the batch, the chunk or the thread count: the kernel runs on one
+thread), and is the same on machines with the same vector instruction set; an archive records
+which kernel made it.
 
 Samples beyond ``n_valid[b]`` are never read, so a zero-padded batch of problems of different
 ``N`` gives bitwise the unpadded gradients.
@@ -89,18 +91,27 @@ def _fused_gradient_reference(XN, y, W, n_valid, G):  # pragma: no cover - compi
     return G
 
 
-def _fused_gradient(XN, y, W, n_valid, G):  # pragma: no cover - compiled by numba, tested through the wrapper
-    """The kernel: :func:`_fused_gradient_reference` with the samples taken four at a time.
+def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover - compiled by numba, tested through the wrapper
+    """The kernel: :func:`_fused_gradient_reference` with the samples taken four at a time and the
+    runs two at a time.
 
     Four samples' inputs are loaded together, so each weight read from the L1 cache serves four
     dot products and each gradient entry is loaded and stored once per four samples instead of
-    once per sample (1.3 to 2.3 times the speed of the one-sample loop, measured in
-    ``benchmarks/bench_engine.py``).  The arithmetic is the reference's: every dot product is its
-    own reduction, and a gradient entry receives the samples' contributions in sample order
-    (``g + c0 x0 + c1 x1 + c2 x2 + c3 x3``, evaluated left to right, one fused multiply-add each).
-    A contribution with ``c = 0`` is added as ``0 * x`` (the reference skips it), which changes no
-    bit for finite inputs.  The samples left over after the last full block of four take the
-    reference's loop.
+    once per sample.  With ``pair_runs`` (the default) two runs of a problem share each load of
+    the inputs as well: the inner loops hold eight dot products (two runs, four samples) or two
+    gradient rows, so a vector of inputs loaded from the L1 cache feeds eight fused multiply-adds
+    instead of four.  Runs ``0, 1``, ``2, 3``, ... are paired; with an odd ``S`` the last run
+    takes the one-run loop (``pair_runs=False`` gives every run that loop: the kernel before the
+    pairs, kept for the benchmark).  Measured in ``benchmarks/bench_engine.py``.
+
+    The arithmetic is the reference's: every dot product is its own reduction, and a gradient
+    entry receives the samples' contributions in sample order (``g + c0 x0 + c1 x1 + c2 x2 + c3
+    x3``, evaluated left to right, one fused multiply-add each).  How the compiler splits a dot
+    product into vector lanes depends on the loop it sits in, so a run's last bits can depend on
+    whether it is paired (its position among its problem's ``S`` runs), never on other problems
+    or the chunk.  A contribution with ``c = 0`` is added as ``0 * x`` (the reference skips it),
+    which changes no bit for finite inputs.  The samples left over after the last full block of
+    four take the reference's loop.
     """
     B, _, K, r = XN.shape
     S = W.shape[2]
@@ -116,7 +127,43 @@ def _fused_gradient(XN, y, W, n_valid, G):  # pragma: no cover - compiled by num
                 x1 = XN[b, n0 + 1, j]
                 x2 = XN[b, n0 + 2, j]
                 x3 = XN[b, n0 + 3, j]
-                for s in range(S):
+                s = 0
+                while pair_runs and s + 1 < S:  # runs s and s + 1 together: eight dot products
+                    u = W[b, j, s]
+                    v = W[b, j, s + 1]
+                    a0 = 0.0
+                    a1 = 0.0
+                    a2 = 0.0
+                    a3 = 0.0
+                    b0 = 0.0
+                    b1 = 0.0
+                    b2 = 0.0
+                    b3 = 0.0
+                    for i in range(r):
+                        ui = u[i]
+                        vi = v[i]
+                        p0 = x0[i]
+                        p1 = x1[i]
+                        p2 = x2[i]
+                        p3 = x3[i]
+                        a0 += ui * p0
+                        a1 += ui * p1
+                        a2 += ui * p2
+                        a3 += ui * p3
+                        b0 += vi * p0
+                        b1 += vi * p1
+                        b2 += vi * p2
+                        b3 += vi * p3
+                    z[0, j, s] = a0
+                    z[1, j, s] = a1
+                    z[2, j, s] = a2
+                    z[3, j, s] = a3
+                    z[0, j, s + 1] = b0
+                    z[1, j, s + 1] = b1
+                    z[2, j, s + 1] = b2
+                    z[3, j, s + 1] = b3
+                    s += 2
+                while s < S:  # a run on its own: four dot products
                     w = W[b, j, s]
                     a0 = 0.0
                     a1 = 0.0
@@ -132,6 +179,7 @@ def _fused_gradient(XN, y, W, n_valid, G):  # pragma: no cover - compiled by num
                     z[1, j, s] = a1
                     z[2, j, s] = a2
                     z[3, j, s] = a3
+                    s += 1
             for q in range(4):  # residuals times the active indicators
                 for s in range(S):
                     total = 0.0
@@ -146,7 +194,27 @@ def _fused_gradient(XN, y, W, n_valid, G):  # pragma: no cover - compiled by num
                 x1 = XN[b, n0 + 1, j]
                 x2 = XN[b, n0 + 2, j]
                 x3 = XN[b, n0 + 3, j]
-                for s in range(S):
+                s = 0
+                while pair_runs and s + 1 < S:  # two runs' gradient rows from one load of the inputs
+                    c0 = c[0, j, s]
+                    c1 = c[1, j, s]
+                    c2 = c[2, j, s]
+                    c3 = c[3, j, s]
+                    d0 = c[0, j, s + 1]
+                    d1 = c[1, j, s + 1]
+                    d2 = c[2, j, s + 1]
+                    d3 = c[3, j, s + 1]
+                    g = G[b, j, s]
+                    h = G[b, j, s + 1]
+                    for i in range(r):
+                        p0 = x0[i]
+                        p1 = x1[i]
+                        p2 = x2[i]
+                        p3 = x3[i]
+                        g[i] = g[i] + c0 * p0 + c1 * p1 + c2 * p2 + c3 * p3
+                        h[i] = h[i] + d0 * p0 + d1 * p1 + d2 * p2 + d3 * p3
+                    s += 2
+                while s < S:
                     c0 = c[0, j, s]
                     c1 = c[1, j, s]
                     c2 = c[2, j, s]
@@ -154,6 +222,7 @@ def _fused_gradient(XN, y, W, n_valid, G):  # pragma: no cover - compiled by num
                     g = G[b, j, s]
                     for i in range(r):
                         g[i] = g[i] + c0 * x0[i] + c1 * x1[i] + c2 * x2[i] + c3 * x3[i]
+                    s += 1
         for n in range(blocked, N):  # the last N mod 4 samples, one at a time
             for j in range(K):
                 for s in range(S):
@@ -292,7 +361,7 @@ def check_rows(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid) -> np.ndar
 
 
 def fused_gradient(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid: np.ndarray,
-                   out: np.ndarray | None = None, reference: bool = False) -> np.ndarray:
+                   out: np.ndarray | None = None, reference: bool = False, pair_runs: bool = True) -> np.ndarray:
     """Gradients of ``B`` problems' empirical risks at ``S`` weight settings each.
 
     * ``XN``: ``(B, N, K, r)`` float64, C-contiguous; ``XN[b, n, j]`` is :math:`x_{n,\\Omega_j}` of problem ``b``.
@@ -300,6 +369,7 @@ def fused_gradient(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid: np.nda
     * ``n_valid``: ``(B,)`` number of real samples of each problem (the rest is padding, never read).
     * ``out``: optional ``(B, K, S, r)`` array to write into.
     * ``reference``: use the plain one-sample loop (:func:`_fused_gradient_reference`) instead of the kernel.
+    * ``pair_runs``: the kernel's two-runs-at-a-time loops (default); ``False``: one run at a time.
 
     Returns the gradients in ``W``'s layout.
     """
@@ -307,4 +377,4 @@ def fused_gradient(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid: np.nda
     n_valid = check_rows(XN, y, W, n_valid)
     if out is None:
         out = np.empty(W.shape)
-    return fn(XN, y, W, n_valid, out)
+    return fn(XN, y, W, n_valid, out) if reference else fn(XN, y, W, n_valid, out, bool(pair_runs))
