@@ -15,8 +15,8 @@ One iteration of one run is 4 N r K flops (forward and gradient products).  Vari
 * ``numpy reference``: :func:`winning_ticket.algorithms.agd.run_agd` (einsum forward, BLAS gradient);
 * ``engine, torch kernel`` with the previous 48 MiB chunk and with today's 16 MiB default;
 * ``engine, fused kernel`` (the CPU default, :mod:`winning_ticket.algorithms.kernels`) with the
-  one-sample loop (the same sums), with four-sample blocks taking the runs one at a time (the
-  kernel of the previous round) and with today's default, four samples and two runs at a time.
+  one-sample loop (the same sums), with blocks of eight samples taking the runs one at a time,
+  and with today's default, eight samples and two runs at a time.
 
 Every variant runs ``--repeats`` times (the numpy loops: up to 3), interleaved (variant A, B, C,
 then A, B, C again), and the table quotes medians, so a noisy neighbour slows all of them alike.
@@ -135,7 +135,7 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
             saved = kernels._compiled.get("gradient")
             if variant == "one-sample":  # the plain loop (the same sums)
                 kernels._compiled["gradient"] = kernels.compiled("reference")
-            elif variant == "one-run":  # the previous round's kernel: four samples, runs one at a time
+            elif variant == "one-run":  # eight samples, runs one at a time: what pairing the runs gains
                 kernels._compiled["gradient"] = lambda XN, y, W, n, G: saved(XN, y, W, n, G, False)
             try:
                 res = run_agd_batched(probs, W0, etas, betas, max_iter=T, tol=0.0, device=device, progress=False,
@@ -171,9 +171,9 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
     if device == "cpu" and kernels.available():
         kernels.compiled("gradient")
         variants += [("engine, fused kernel, one sample at a time", engine("fused", 16 << 20, "one-sample"), repeats),
-                     ("engine, fused kernel, four samples, runs one at a time (the kernel before)",
+                     ("engine, fused kernel, eight samples, runs one at a time",
                       engine("fused", 16 << 20, "one-run"), repeats),
-                     ("engine, fused kernel, four samples, runs two at a time (CPU default)", engine("fused", 16 << 20),
+                     ("engine, fused kernel, eight samples, runs two at a time (CPU default)", engine("fused", 16 << 20),
                       repeats)]
     gemm_label = "one-thread float64 matrix product, 2048^3"
     variants.append((gemm_label, gemm, repeats))

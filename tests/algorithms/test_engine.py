@@ -319,16 +319,16 @@ def test_kernel_choice_errors_are_clear(monkeypatch):
 
 
 def test_blocked_kernel_equals_the_one_sample_loop(kernel):
-    """The kernel takes samples four at a time and runs two at a time; it computes what the plain
+    """The kernel takes samples eight at a time and runs two at a time; it computes what the plain
     one-sample loop computes (the same sums; the dot products' vector lanes may split differently),
-    for sample counts that are and are not multiples of four, odd and even S, any r, problems of
+    for sample counts that are and are not multiples of eight, odd and even S, any r, problems of
     different n_valid, with and without the pairs of runs."""
     from winning_ticket.algorithms.kernels import fused_gradient
 
     if kernel != "fused":
         pytest.skip("the fused kernel's own test")
     rng = np.random.default_rng(3)
-    for N, r, S in ((1, 1, 1), (3, 6, 2), (5, 13, 3), (90, 40, 10), (101, 100, 2), (50, 24, 5)):
+    for N, r, S in ((1, 1, 1), (3, 6, 2), (5, 13, 3), (90, 40, 10), (101, 100, 2), (50, 24, 5), (203, 64, 4)):
         XN = rng.standard_normal((3, N, 4, r))
         y = rng.standard_normal((3, N))
         W = rng.standard_normal((3, 4, S, r)) / np.sqrt(r)

@@ -27,7 +27,7 @@ size or on which other problems share the batch.
 
 Kernels.  On the CPU an iteration's gradient is by default (``auto``, for ``r >= 16``) computed
 by the fused kernel of :mod:`winning_ticket.algorithms.kernels`: one pass over the samples
-instead of two products, four samples and two runs at a time, followed by one compiled call
+instead of two products, eight samples and two runs at a time, followed by one compiled call
 that takes the AGD step, computes the runs' two distances and applies the stopping rule (the
 step bit for bit torch's expression; measured side by side in ``benchmarks/bench_engine.py``;
 see the README).  ``kernel="torch"`` (or ``$WT_KERNEL=torch``)

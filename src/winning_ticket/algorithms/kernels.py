@@ -15,11 +15,10 @@ run's pre-activations and residual from them and adds the sample's contribution
 
 while they are still in the L1 cache (the formula is the gradient of
 :mod:`winning_ticket.algorithms.risk`).  Memory traffic halves, and the loops compile to vector
-instructions (numba).  The kernel takes the samples four at a time and the runs two at a time
-(:func:`_fused_gradient`), so a vector of inputs loaded from the L1 cache feeds eight fused
-multiply-adds, a weight serves four dot products and a gradient entry is loaded and stored once
-per four samples; :func:`_fused_gradient_reference` is the plain one-sample loop it is tested
-against.  :func:`_agd_step` then takes the AGD step (12) of every run, computes the two
+instructions (numba).  The kernel takes the samples eight at a time and the runs two at a time
+(:func:`_fused_gradient`): sixteen dot products share each loop, a weight loaded from the L1
+cache serves eight of them, and a gradient entry is loaded and stored once per eight samples;
+:func:`_fused_gradient_reference` is the plain one-sample loop it is tested against.  :func:`_agd_step` then takes the AGD step (12) of every run, computes the two
 distances and applies the stopping rule, in one call instead of about thirty small torch
 operations.
 
@@ -92,53 +91,52 @@ def _fused_gradient_reference(XN, y, W, n_valid, G):  # pragma: no cover - compi
 
 
 def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover - compiled by numba, tested through the wrapper
-    """The kernel: :func:`_fused_gradient_reference` with the samples taken four at a time and the
+    """The kernel: :func:`_fused_gradient_reference` with the samples taken eight at a time and the
     runs two at a time.
 
-    Four samples' inputs are loaded together, so each weight read from the L1 cache serves four
-    dot products and each gradient entry is loaded and stored once per four samples instead of
+    Eight samples' inputs are loaded together, so each weight read from the L1 cache serves eight
+    dot products and each gradient entry is loaded and stored once per eight samples instead of
     once per sample.  With ``pair_runs`` (the default) two runs of a problem share each load of
-    the inputs as well: the inner loops hold eight dot products (two runs, four samples) or two
-    gradient rows, so a vector of inputs loaded from the L1 cache feeds eight fused multiply-adds
-    instead of four.  Runs ``0, 1``, ``2, 3``, ... are paired; with an odd ``S`` the last run
-    takes the one-run loop (``pair_runs=False`` gives every run that loop: the kernel before the
-    pairs, kept for the benchmark).  Measured in ``benchmarks/bench_engine.py``.
+    the inputs as well: the inner loops hold sixteen dot products (two runs, eight samples) or two
+    gradient rows, so a vector of inputs loaded from the L1 cache feeds two fused multiply-adds
+    and each weight or gradient vector eight.  Runs ``0, 1``, ``2, 3``, ... are paired; with an odd
+    ``S`` the last run takes the one-run loop (``pair_runs=False`` gives every run that loop).
+    Sixteen running sums and eight input vectors fill the vector registers of an AVX-512 core;
+    blocks of four samples, or of three or four runs, measured slower (``benchmarks/bench_engine.py``
+    and the README).
 
     The arithmetic is the reference's: every dot product is its own reduction, and a gradient
-    entry receives the samples' contributions in sample order (``g + c0 x0 + c1 x1 + c2 x2 + c3
-    x3``, evaluated left to right, one fused multiply-add each).  How the compiler splits a dot
+    entry receives the samples' contributions in sample order (``g + c0 x0 + c1 x1 + ... + c7
+    x7``, evaluated left to right, one fused multiply-add each).  How the compiler splits a dot
     product into vector lanes depends on the loop it sits in, so a run's last bits can depend on
     whether it is paired (its position among its problem's ``S`` runs), never on other problems
     or the chunk.  A contribution with ``c = 0`` is added as ``0 * x`` (the reference skips it),
     which changes no bit for finite inputs.  The samples left over after the last full block of
-    four take the reference's loop.
+    eight take the reference's loop.
     """
     B, _, K, r = XN.shape
     S = W.shape[2]
-    z = np.empty((4, K, S))
-    c = np.empty((4, K, S))
+    z = np.empty((8, K, S))
+    c = np.empty((8, K, S))
     for b in range(B):
         N = n_valid[b]
         G[b] = 0.0
-        blocked = N - N % 4
-        for n0 in range(0, blocked, 4):
-            for j in range(K):  # pre-activations of four samples, every run
-                x0 = XN[b, n0, j]
+        blocked = N - N % 8
+        for n0 in range(0, blocked, 8):
+            for j in range(K):  # pre-activations of eight samples, every run
+                x0 = XN[b, n0 + 0, j]
                 x1 = XN[b, n0 + 1, j]
                 x2 = XN[b, n0 + 2, j]
                 x3 = XN[b, n0 + 3, j]
+                x4 = XN[b, n0 + 4, j]
+                x5 = XN[b, n0 + 5, j]
+                x6 = XN[b, n0 + 6, j]
+                x7 = XN[b, n0 + 7, j]
                 s = 0
-                while pair_runs and s + 1 < S:  # runs s and s + 1 together: eight dot products
+                while pair_runs and s + 1 < S:  # runs s and s + 1 together: sixteen dot products
                     u = W[b, j, s]
                     v = W[b, j, s + 1]
-                    a0 = 0.0
-                    a1 = 0.0
-                    a2 = 0.0
-                    a3 = 0.0
-                    b0 = 0.0
-                    b1 = 0.0
-                    b2 = 0.0
-                    b3 = 0.0
+                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
                     for i in range(r):
                         ui = u[i]
                         vi = v[i]
@@ -146,41 +144,66 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
                         p1 = x1[i]
                         p2 = x2[i]
                         p3 = x3[i]
+                        p4 = x4[i]
+                        p5 = x5[i]
+                        p6 = x6[i]
+                        p7 = x7[i]
                         a0 += ui * p0
                         a1 += ui * p1
                         a2 += ui * p2
                         a3 += ui * p3
+                        a4 += ui * p4
+                        a5 += ui * p5
+                        a6 += ui * p6
+                        a7 += ui * p7
                         b0 += vi * p0
                         b1 += vi * p1
                         b2 += vi * p2
                         b3 += vi * p3
+                        b4 += vi * p4
+                        b5 += vi * p5
+                        b6 += vi * p6
+                        b7 += vi * p7
                     z[0, j, s] = a0
                     z[1, j, s] = a1
                     z[2, j, s] = a2
                     z[3, j, s] = a3
+                    z[4, j, s] = a4
+                    z[5, j, s] = a5
+                    z[6, j, s] = a6
+                    z[7, j, s] = a7
                     z[0, j, s + 1] = b0
                     z[1, j, s + 1] = b1
                     z[2, j, s + 1] = b2
                     z[3, j, s + 1] = b3
+                    z[4, j, s + 1] = b4
+                    z[5, j, s + 1] = b5
+                    z[6, j, s + 1] = b6
+                    z[7, j, s + 1] = b7
                     s += 2
-                while s < S:  # a run on its own: four dot products
+                while s < S:  # a run on its own: eight dot products
                     w = W[b, j, s]
-                    a0 = 0.0
-                    a1 = 0.0
-                    a2 = 0.0
-                    a3 = 0.0
+                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
                     for i in range(r):
                         wi = w[i]
                         a0 += wi * x0[i]
                         a1 += wi * x1[i]
                         a2 += wi * x2[i]
                         a3 += wi * x3[i]
+                        a4 += wi * x4[i]
+                        a5 += wi * x5[i]
+                        a6 += wi * x6[i]
+                        a7 += wi * x7[i]
                     z[0, j, s] = a0
                     z[1, j, s] = a1
                     z[2, j, s] = a2
                     z[3, j, s] = a3
+                    z[4, j, s] = a4
+                    z[5, j, s] = a5
+                    z[6, j, s] = a6
+                    z[7, j, s] = a7
                     s += 1
-            for q in range(4):  # residuals times the active indicators
+            for q in range(8):  # residuals times the active indicators
                 for s in range(S):
                     total = 0.0
                     for j in range(K):
@@ -189,21 +212,33 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
                     e = total / K - y[b, n0 + q]
                     for j in range(K):
                         c[q, j, s] = e if z[q, j, s] > 0.0 else 0.0
-            for j in range(K):  # the four samples' gradient contributions, in sample order
-                x0 = XN[b, n0, j]
+            for j in range(K):  # the eight samples' gradient contributions, in sample order
+                x0 = XN[b, n0 + 0, j]
                 x1 = XN[b, n0 + 1, j]
                 x2 = XN[b, n0 + 2, j]
                 x3 = XN[b, n0 + 3, j]
+                x4 = XN[b, n0 + 4, j]
+                x5 = XN[b, n0 + 5, j]
+                x6 = XN[b, n0 + 6, j]
+                x7 = XN[b, n0 + 7, j]
                 s = 0
                 while pair_runs and s + 1 < S:  # two runs' gradient rows from one load of the inputs
                     c0 = c[0, j, s]
                     c1 = c[1, j, s]
                     c2 = c[2, j, s]
                     c3 = c[3, j, s]
+                    c4 = c[4, j, s]
+                    c5 = c[5, j, s]
+                    c6 = c[6, j, s]
+                    c7 = c[7, j, s]
                     d0 = c[0, j, s + 1]
                     d1 = c[1, j, s + 1]
                     d2 = c[2, j, s + 1]
                     d3 = c[3, j, s + 1]
+                    d4 = c[4, j, s + 1]
+                    d5 = c[5, j, s + 1]
+                    d6 = c[6, j, s + 1]
+                    d7 = c[7, j, s + 1]
                     g = G[b, j, s]
                     h = G[b, j, s + 1]
                     for i in range(r):
@@ -211,19 +246,30 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
                         p1 = x1[i]
                         p2 = x2[i]
                         p3 = x3[i]
-                        g[i] = g[i] + c0 * p0 + c1 * p1 + c2 * p2 + c3 * p3
-                        h[i] = h[i] + d0 * p0 + d1 * p1 + d2 * p2 + d3 * p3
+                        p4 = x4[i]
+                        p5 = x5[i]
+                        p6 = x6[i]
+                        p7 = x7[i]
+                        g[i] = (g[i] + c0 * p0 + c1 * p1 + c2 * p2 + c3 * p3
+                                + c4 * p4 + c5 * p5 + c6 * p6 + c7 * p7)
+                        h[i] = (h[i] + d0 * p0 + d1 * p1 + d2 * p2 + d3 * p3
+                                + d4 * p4 + d5 * p5 + d6 * p6 + d7 * p7)
                     s += 2
                 while s < S:
                     c0 = c[0, j, s]
                     c1 = c[1, j, s]
                     c2 = c[2, j, s]
                     c3 = c[3, j, s]
+                    c4 = c[4, j, s]
+                    c5 = c[5, j, s]
+                    c6 = c[6, j, s]
+                    c7 = c[7, j, s]
                     g = G[b, j, s]
                     for i in range(r):
-                        g[i] = g[i] + c0 * x0[i] + c1 * x1[i] + c2 * x2[i] + c3 * x3[i]
+                        g[i] = (g[i] + c0 * x0[i] + c1 * x1[i] + c2 * x2[i] + c3 * x3[i]
+                                + c4 * x4[i] + c5 * x5[i] + c6 * x6[i] + c7 * x7[i])
                     s += 1
-        for n in range(blocked, N):  # the last N mod 4 samples, one at a time
+        for n in range(blocked, N):  # the last N mod 8 samples, one at a time
             for j in range(K):
                 for s in range(S):
                     acc = 0.0
