@@ -27,9 +27,11 @@ once (fused) or twice (torch), and the iterates' largest difference between vari
 printed with them.
 
 Under each workload's table, the fused gradient kernel by itself on one problem of the
-workload's shape: at the workload's N (the engine's case), at N = 200 (the inputs fit in the L2
-cache, so memory is out of the way: the ceiling of the kernel's arithmetic), and reading float32
-inputs (the precision the performance issue proposed; measured, not an engine option).
+workload's shape, timed in the same interleaved loop: at the workload's N (the engine's case),
+at N = 200 (the inputs fit in the L2 cache, so memory is out of the way: the ceiling of the
+kernel's arithmetic), and reading float32 inputs and weights (the precision the performance
+issue proposed; measured, not an engine option).  ``benchmarks/ab_kernels.py`` compares the
+kernel with the one of any earlier commit.
 
 ``--markdown FILE`` writes the tables as Markdown; ``--update-readme`` replaces the README's
 block between ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` with them.  Not a test: run
@@ -147,7 +149,7 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
 
     gemm_a = torch.randn(2048, 2048, dtype=torch.float64)
 
-    def gemm():
+    def matrix_product():
         gemm_a @ gemm_a
 
     def reference():
@@ -175,8 +177,11 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
                       engine("fused", 16 << 20, "one-run"), repeats),
                      ("engine, fused kernel, eight samples, runs two at a time (CPU default)", engine("fused", 16 << 20),
                       repeats)]
+    alone = kernel_cases(N, K, r, S) if device == "cpu" and kernels.available() else []
     gemm_label = "one-thread float64 matrix product, 2048^3"
-    variants.append((gemm_label, gemm, repeats))
+    extra = [(label, fn, repeats) for label, fn, _ in alone] + [(gemm_label, matrix_product, repeats)]
+    n_engine = len(variants)
+    variants += extra
     for _, fn, _ in variants:  # warm-up (numba compilation, caches)
         if fn not in (naive, reference):
             fn()
@@ -189,7 +194,8 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
                 fn()
                 times[label].append(time.perf_counter() - t)
     gemm = 2 * 2048**3 / statistics.median(times.pop(gemm_label)) / 1e9  # measured beside the variants
-    variants.pop()
+    alone_times = {label: times.pop(label) for label, _, _ in alone}
+    del variants[n_engine:]
     base_label = variants[0][0]
     base = statistics.median(times[base_label])
     torch_w = out[("torch", 16 << 20 if device == "cpu" else None)]
@@ -210,41 +216,39 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
     if device == "cpu" and kernels.available():
         naive_label = "naive einsum loop, one run at a time"
         naive_rate = flop / statistics.median(times[naive_label]) / 1e9 if naive_label in times else None
-        lines += ["", *kernel_alone(N, K, r, S, repeats, naive_rate, gemm)]
+        lines += ["", "| fused gradient kernel alone, one problem (interleaved with the rows above) | GFLOP/s | "
+                  "vs the naive loop's whole iterations | of one-thread GEMM |", "|---|---|---|---|"]
+        for label, _, case_flop in alone:
+            rate = case_flop / statistics.median(alone_times[label]) / 1e9
+            vs = f"{rate / naive_rate:.1f}x" if naive_rate else "-"
+            lines.append(f"| {label} | {rate:.1f} | {vs} | {100 * rate / gemm:.0f}% |")
     return title, lines, notes
 
 
-def kernel_alone(N: int, K: int, r: int, S: int, repeats: int, naive_rate: float | None, gemm: float) -> list[str]:
-    """The fused gradient kernel by itself on one problem of the workload's shape, interleaved:
-    float64 at the workload's N (the inputs come from the L3 cache or memory, as in the engine),
-    float64 at N = 200 (the inputs fit in the L2 cache: the kernel's arithmetic ceiling), and
-    float64 sums over float32 inputs (a measurement only; not an engine option)."""
+def kernel_cases(N: int, K: int, r: int, S: int) -> list[tuple[str, object, float]]:
+    """The fused gradient kernel by itself on one problem of the workload's shape, as
+    ``(label, function, flop per call)``: float64 at the workload's N (the inputs come from the L3
+    cache or memory, as in the engine), float64 at N = 200 (the inputs fit in the L2 cache: the
+    kernel's arithmetic ceiling), and float32 inputs and weights (products rounded to float32,
+    sums in float64; a measurement only, not an engine option).  A call runs the kernel on at
+    least 60,000 samples in all.  The engine's own five-argument call is used (``pair_runs``
+    left out)."""
     rng = np.random.default_rng(0)
-    cases = {}
+    fn = kernels.compiled("gradient")
+    cases = []
     for label, n, dtype in ((f"float64, N = {N} (the engine's case)", N, np.float64),
                             ("float64, N = 200 (inputs fit in the L2 cache)", 200, np.float64),
-                            (f"float32 inputs, float64 sums, N = {N} (measurement only)", N, np.float32)):
+                            (f"float32 inputs and weights, float64 sums, N = {N} (measurement only)", N, np.float32)):
         XN = rng.standard_normal((1, n, K, r)).astype(dtype)
         W = (rng.standard_normal((1, K, S, r)) / np.sqrt(r)).astype(dtype)
         y = np.abs(rng.standard_normal((1, n)))
-        cases[label] = (XN, y, W, np.array([n]), np.empty(W.shape), max(1, 3000 // n))
-    fn = kernels.compiled("gradient")
-    for XN, y, W, nv, G, _ in cases.values():
-        fn(XN, y, W, nv, G)  # compile for both dtypes
-    times = {label: [] for label in cases}
-    for _ in range(max(repeats, 5)):
-        for label, (XN, y, W, nv, G, inner) in cases.items():
-            t = time.perf_counter()
-            for _ in range(5 * inner):
+        nv, G, inner = np.array([n]), np.empty(W.shape), max(1, 60000 // n)
+
+        def call(XN=XN, y=y, W=W, nv=nv, G=G, inner=inner):
+            for _ in range(inner):
                 fn(XN, y, W, nv, G)
-            times[label].append((time.perf_counter() - t) / (5 * inner))
-    lines = ["| fused gradient kernel alone, one problem | GFLOP/s | vs naive loop | of one-thread GEMM |",
-             "|---|---|---|---|"]
-    for label, (XN, *_rest) in cases.items():
-        rate = 4.0 * XN.shape[1] * K * r * S / statistics.median(times[label]) / 1e9
-        vs = f"{rate / naive_rate:.1f}x" if naive_rate else "-"
-        lines.append(f"| {label} | {rate:.1f} | {vs} | {100 * rate / gemm:.0f}% |")
-    return lines
+        cases.append((label, call, 4.0 * n * K * r * S * inner))
+    return cases
 
 
 def update_readme(block: str, text: str) -> None:

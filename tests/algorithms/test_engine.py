@@ -321,29 +321,40 @@ def test_kernel_choice_errors_are_clear(monkeypatch):
 def test_blocked_kernel_equals_the_one_sample_loop(kernel):
     """The kernel takes samples eight at a time and runs two at a time; it computes what the plain
     one-sample loop computes (the same sums; the dot products' vector lanes may split differently),
-    for sample counts that are and are not multiples of eight, odd and even S, any r, problems of
-    different n_valid, with and without the pairs of runs."""
-    from winning_ticket.algorithms.kernels import fused_gradient
+    for sample counts that are and are not multiples of eight, odd and even S, r below, at and
+    above the vector width, problems of different n_valid, with and without the pairs of runs.
+    The default call (``pair_runs`` left out) is the engine's own compiled version."""
+    from winning_ticket.algorithms.kernels import compiled, fused_gradient
 
     if kernel != "fused":
         pytest.skip("the fused kernel's own test")
     rng = np.random.default_rng(3)
-    for N, r, S in ((1, 1, 1), (3, 6, 2), (5, 13, 3), (90, 40, 10), (101, 100, 2), (50, 24, 5), (203, 64, 4)):
+    cases = ((1, 1, 1), (3, 6, 2), (5, 13, 3), (37, 13, 3), (40, 17, 5), (45, 21, 3), (90, 40, 10),
+             (101, 100, 2), (50, 24, 5), (203, 64, 4))
+    for N, r, S in cases:
         XN = rng.standard_normal((3, N, 4, r))
         y = rng.standard_normal((3, N))
         W = rng.standard_normal((3, 4, S, r)) / np.sqrt(r)
         n = np.array([N, max(1, N - 1), max(1, N // 2)])
         plain = fused_gradient(XN, y, W, n, reference=True)
+        engine_call = compiled("gradient")(XN, y, W, n, np.empty(W.shape))  # as the engine calls it
         for pair_runs in (True, False):
             blocked = fused_gradient(XN, y, W, n, pair_runs=pair_runs)
             assert np.max(np.abs(blocked - plain)) <= 1e-14 * np.max(np.abs(plain))
-            assert not np.array_equal(blocked[0], blocked[2]) or N == 1  # n_valid is honoured
-            # a run's gradient is its own: another run of the problem diverging changes no bit of it
-            for bad in (np.nan, 1e300):
-                Wn = W.copy()
-                Wn[:, :, -1] = bad
-                poisoned = fused_gradient(XN, y, Wn, n, pair_runs=pair_runs)
-                np.testing.assert_array_equal(poisoned[:, :, :-1], blocked[:, :, :-1])
+            if pair_runs:
+                np.testing.assert_array_equal(blocked, engine_call)
+            # n_valid is honoured: problem 2 gives the bits of its first N // 2 samples on their own
+            alone = fused_gradient(np.ascontiguousarray(XN[2:, :n[2]]), np.ascontiguousarray(y[2:, :n[2]]),
+                                   W[2:], n[2:], pair_runs=pair_runs)
+            np.testing.assert_array_equal(blocked[2:], alone)
+            # a run's gradient is its own: any other run of the problem diverging changes no bit of it
+            for s in range(S):
+                for bad in (np.nan, 1e300):
+                    Wn = W.copy()
+                    Wn[:, :, s] = bad
+                    poisoned = fused_gradient(XN, y, Wn, n, pair_runs=pair_runs)
+                    others = [t for t in range(S) if t != s]
+                    np.testing.assert_array_equal(poisoned[:, :, others], blocked[:, :, others])
 
 
 def test_compiled_step_equals_the_torch_step(kernel):

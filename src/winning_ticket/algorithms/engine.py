@@ -23,7 +23,9 @@ Scheduling.  Problems are processed in chunks small enough to stay near the CPU
 cache (``max_chunk_bytes``; on a GPU the chunk is large).  A problem leaves its chunk
 as soon as all its runs have stopped, so stragglers do not slow the rest down.  Each
 run's arithmetic touches only its own problem, so results do not depend on the chunk
-size or on which other problems share the batch.
+size or on which other problems share the batch (with the fused kernel a run's last bits can
+depend on its place among its own problem's runs, paired with a neighbour or alone; see
+:func:`~winning_ticket.algorithms.kernels._fused_gradient`).
 
 Kernels.  On the CPU an iteration's gradient is by default (``auto``, for ``r >= 16``) computed
 by the fused kernel of :mod:`winning_ticket.algorithms.kernels`: one pass over the samples

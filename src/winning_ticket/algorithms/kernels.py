@@ -101,13 +101,15 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
     gradient rows, so a vector of inputs loaded from the L1 cache feeds two fused multiply-adds
     and each weight or gradient vector eight.  Runs ``0, 1``, ``2, 3``, ... are paired; with an odd
     ``S`` the last run takes the one-run loop (``pair_runs=False`` gives every run that loop).
-    Sixteen running sums and eight input vectors fill the vector registers of an AVX-512 core;
-    blocks of four samples, or of three or four runs, measured slower (``benchmarks/bench_engine.py``
-    and the README).
+    Sixteen running sums and eight input vectors fill the vector registers of an AVX-512 core
+    (``benchmarks/ab_kernels.py`` compares the kernel with an earlier commit's; the README gives
+    the measurements, and the blockings that were tried and not kept).
 
-    The arithmetic is the reference's: every dot product is its own reduction, and a gradient
-    entry receives the samples' contributions in sample order (``g + c0 x0 + c1 x1 + ... + c7
-    x7``, evaluated left to right, one fused multiply-add each).  How the compiler splits a dot
+    The arithmetic is the reference's sums: every dot product is its own reduction, and a gradient
+    entry receives the eight samples' contributions as ``g + c0 x0 + c1 x1 + ... + c7 x7``, written
+    in sample order (fast-math reassociation lets the compiler regroup this sum as it regroups a
+    dot product, so the result agrees with the reference to rounding, tested to 1e-14 relative,
+    not bit for bit).  How the compiler splits a dot
     product into vector lanes depends on the loop it sits in, so a run's last bits can depend on
     whether it is paired (its position among its problem's ``S`` runs), never on other problems
     or the chunk.  A contribution with ``c = 0`` is added as ``0 * x`` (the reference skips it),
@@ -423,4 +425,6 @@ def fused_gradient(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid: np.nda
     n_valid = check_rows(XN, y, W, n_valid)
     if out is None:
         out = np.empty(W.shape)
-    return fn(XN, y, W, n_valid, out) if reference else fn(XN, y, W, n_valid, out, bool(pair_runs))
+    if reference or pair_runs:  # the engine's own call: five arguments, the compiled default pair_runs=True
+        return fn(XN, y, W, n_valid, out)
+    return fn(XN, y, W, n_valid, out, False)
