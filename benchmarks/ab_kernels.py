@@ -6,9 +6,10 @@ thread, on the same arrays.  For each shape ``(N, K, r, S)`` (one problem; the d
 two benchmark workloads and shapes of the chapters' evidence grids) the two kernels run
 alternately, ``--repeats`` times each, and the table gives the medians, their ratio and the
 largest difference of each from the one-sample reference loop, relative to the gradient's
-largest entry.  Not a test: run it by hand; the figures in the README are from it.
+largest entry.  Not a test: run it by hand; ``--update-readme`` replaces the README's block
+between ``<!-- ab:begin -->`` and ``<!-- ab:end -->`` with the table.
 
-Usage: python benchmarks/ab_kernels.py [--rev 33acd63] [--repeats 9] [--shapes 3000,5,100,2 ...]
+Usage: python benchmarks/ab_kernels.py [--rev 33acd63] [--repeats 9] [--shapes 3000,5,100,2 ...] [--update-readme]
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def main() -> None:
                                                       "eight-sample, two-run blocks)")
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--shapes", nargs="*", default=None, help="N,K,r,S of one problem (default: a built-in list)")
+    ap.add_argument("--update-readme", action="store_true", help="replace the README's ab block with the table")
     args = ap.parse_args()
     if args.repeats < 1:
         ap.error(f"--repeats = {args.repeats}; allowed: 1 or more")
@@ -96,14 +98,20 @@ def main() -> None:
         if any(len(s) != 4 or min(s) < 1 for s in shapes):
             ap.error("--shapes: each shape is N,K,r,S with four positive integers")
     new, reference = kernels.compiled("gradient"), kernels.compiled("reference")
+    lines = [f"Kernel alone, one problem, one thread, medians of {args.repeats} alternating repetitions; "
+             f"earlier = {args.rev}, now = the working tree.", "",
+             "| N, K, r, S | earlier GFLOP/s | now GFLOP/s | now vs earlier | earlier vs reference | now vs reference |",
+             "|---|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         old = earlier_kernel(args.rev, Path(tmp))
-        print(f"Kernel alone, one problem, one thread, medians of {args.repeats} alternating repetitions; "
-              f"earlier = {args.rev}, now = the working tree.\n")
-        print("| N, K, r, S | earlier GFLOP/s | now GFLOP/s | now vs earlier | earlier vs reference | now vs reference |")
-        print("|---|---|---|---|---|---|")
         for shape in shapes:
-            print(compare(shape, old, new, reference, args.repeats), flush=True)
+            lines.append(compare(shape, old, new, reference, args.repeats))
+            print(lines[-1], flush=True)
+    if args.update_readme:
+        from bench_engine import update_readme  # benchmarks/ is on the path when this runs as a script
+
+        update_readme("ab", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
