@@ -213,7 +213,7 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
              + ", ".join(f"{k if isinstance(k, str) else k[0]} {v:.1e}" for k, v in diffs.items())
              + f". Memory roofline of the fused kernel (one read of the inputs per iteration, S = {S}): "
              f"{roof:.0f} GFLOP/s; of the torch kernel (two reads): {S / 4 * bw:.0f} GFLOP/s.")
-    if device == "cpu" and kernels.available():
+    if alone:
         naive_label = "naive einsum loop, one run at a time"
         naive_rate = flop / statistics.median(times[naive_label]) / 1e9 if naive_label in times else None
         lines += ["", "| fused gradient kernel alone, one problem (interleaved with the rows above) | GFLOP/s | "
