@@ -9,7 +9,7 @@ largest difference of each from the one-sample reference loop, relative to the g
 largest entry.  Not a test: run it by hand; ``--update-readme`` replaces the README's block
 between ``<!-- ab:begin -->`` and ``<!-- ab:end -->`` with the table.
 
-Usage: python benchmarks/ab_kernels.py [--rev 33acd63] [--repeats 9] [--shapes 3000,5,100,2 ...] [--update-readme]
+Usage: python benchmarks/ab_kernels.py [--rev bafd302] [--repeats 9] [--shapes 3000,5,100,2 ...] [--update-readme]
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from winning_ticket.algorithms import kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = "src/winning_ticket/algorithms/kernels.py"
-SHAPES = ((3000, 5, 100, 2), (3000, 5, 256, 10), (500, 5, 100, 2), (2000, 5, 40, 6), (3000, 5, 64, 2),
-          (3000, 5, 32, 2), (3000, 5, 24, 2), (3000, 5, 30, 3), (3000, 5, 20, 4), (3000, 10, 16, 2))
+SHAPES = ((3000, 5, 100, 2), (3000, 5, 256, 10), (500, 5, 100, 2), (3000, 5, 80, 2), (2000, 5, 40, 6),
+          (3000, 5, 64, 2), (3000, 5, 32, 2), (3000, 5, 24, 2), (3000, 5, 30, 3), (3000, 5, 20, 4),
+          (3000, 10, 16, 2), (1000, 10, 10, 2), (1000, 10, 5, 2))
 
 
 def earlier_kernel(rev: str, where: Path):
@@ -52,7 +53,9 @@ def earlier_kernel(rev: str, where: Path):
     return module.compiled("gradient")
 
 
-def compare(shape, old, new, reference, repeats: int, seed: int = 0) -> str:
+def compare(shape, old, reference, repeats: int, seed: int = 0) -> str:
+    """One table row: the earlier kernel (row layout) against today's, in the layout the engine takes
+    for this ``r`` (``kernels.layout_for``)."""
     N, K, r, S = shape
     rng = np.random.default_rng(seed)
     XN = rng.standard_normal((1, N, K, r))
@@ -61,28 +64,31 @@ def compare(shape, old, new, reference, repeats: int, seed: int = 0) -> str:
     n = np.array([N])
     inner = max(1, 60000 // N)
     ref = reference(XN, y, W, n, np.empty(W.shape))
+    layout = kernels.layout_for(r)
+    now_inputs = kernels.to_blocks(XN, y) if layout == "blocks" else (XN, y)
     outs = {"earlier": np.empty(W.shape), "now": np.empty(W.shape)}
-    fns = {"earlier": old, "now": new}
+    fns = {"earlier": old, "now": kernels.compiled("blocks" if layout == "blocks" else "gradient")}
+    inputs = {"earlier": (XN, y), "now": now_inputs}
     for k, fn in fns.items():
-        fn(XN, y, W, n, outs[k])  # compile and warm
+        fn(*inputs[k], W, n, outs[k])  # compile and warm
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
             t = time.perf_counter()
             for _ in range(inner):
-                fn(XN, y, W, n, outs[k])
+                fn(*inputs[k], W, n, outs[k])
             times[k].append((time.perf_counter() - t) / inner)
     flop = 4.0 * N * K * r * S
     med = {k: statistics.median(v) for k, v in times.items()}
     diff = {k: float(np.max(np.abs(outs[k] - ref)) / np.max(np.abs(ref))) for k in fns}
-    return (f"| {N}, {K}, {r}, {S} | {flop / med['earlier'] / 1e9:.1f} | {flop / med['now'] / 1e9:.1f} | "
+    return (f"| {N}, {K}, {r}, {S} | {layout} | {flop / med['earlier'] / 1e9:.1f} | {flop / med['now'] / 1e9:.1f} | "
             f"{med['earlier'] / med['now']:.2f}x | {diff['earlier']:.0e} | {diff['now']:.0e} |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rev", default="33acd63", help="the earlier commit (default: the kernel before the "
-                                                      "eight-sample, two-run blocks)")
+    ap.add_argument("--rev", default="bafd302", help="the earlier commit (default: the row kernel alone, "
+                                                      "before the sample-block layout)")
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--shapes", nargs="*", default=None, help="N,K,r,S of one problem (default: a built-in list)")
     ap.add_argument("--update-readme", action="store_true", help="replace the README's ab block with the table")
@@ -97,16 +103,16 @@ def main() -> None:
             ap.error("--shapes: each shape is N,K,r,S with four positive integers")
         if any(len(s) != 4 or min(s) < 1 for s in shapes):
             ap.error("--shapes: each shape is N,K,r,S with four positive integers")
-    new, reference = kernels.compiled("gradient"), kernels.compiled("reference")
+    reference = kernels.compiled("reference")
     lines = [f"Kernel alone, one problem, one thread, medians of {args.repeats} alternating repetitions; "
              f"earlier = {args.rev}, now = the working tree.", "",
-             "| N, K, r, S | earlier GFLOP/s | now GFLOP/s | now vs earlier | earlier vs reference | now vs reference |",
-             "|---|---|---|---|---|---|"]
+             "| N, K, r, S | now's layout | earlier GFLOP/s | now GFLOP/s | now vs earlier | earlier vs reference "
+             "| now vs reference |", "|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         old = earlier_kernel(args.rev, Path(tmp))
         for shape in shapes:
-            lines.append(compare(shape, old, new, reference, args.repeats))
+            lines.append(compare(shape, old, reference, args.repeats))
             print(lines[-1], flush=True)
     if args.update_readme:
         from bench_engine import update_readme  # benchmarks/ is on the path when this runs as a script

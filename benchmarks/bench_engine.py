@@ -1,12 +1,15 @@
 """Benchmark: the engine's kernels against plain numpy loops, side by side, with the machine's limits.
 
-Two workloads, both from the book's evidence runs:
+Three workloads from the book's evidence runs:
 
 * ``fig3``: 16 problems at N = 3000, d = 300, K = 5, r = 100, each solved by AGD (beta = 0.2)
   and GD from one start (S = 2 runs share a problem), 300 iterations (tol = 0: every run does
   the same work);
 * ``landscape``: 2 problems at N = 3000, d = 500, K = 5, r = 256, each shared by 10 runs
-  (5 values of lambda x 2 step sizes, as in the Landscape chapter), 100 iterations.
+  (5 values of lambda x 2 step sizes, as in the Landscape chapter), 100 iterations;
+* ``short``: short rows, the Noise chapter's shape: 16 problems at N = 1000, d = 300, K = 10,
+  r = 10, AGD and GD from one start each, 300 iterations (not one of the performance issue's
+  goals; it shows the layout the engine takes for r up to ``kernels.BLOCKS_MAX_R``).
 
 One iteration of one run is 4 N r K flops (forward and gradient products).  Variants:
 
@@ -14,9 +17,11 @@ One iteration of one run is 4 N r K flops (forward and gradient products).  Vari
   straightforward reproduction writes them;
 * ``numpy reference``: :func:`winning_ticket.algorithms.agd.run_agd` (einsum forward, BLAS gradient);
 * ``engine, torch kernel`` with the previous 48 MiB chunk and with today's 16 MiB default;
-* ``engine, fused kernel`` (the CPU default, :mod:`winning_ticket.algorithms.kernels`) with the
-  one-sample loop (the same sums), with blocks of eight samples taking the runs one at a time,
-  and with today's default, eight samples and two runs at a time.
+* ``engine, fused kernel`` (the CPU default, :mod:`winning_ticket.algorithms.kernels`) in its row
+  layout with the one-sample loop (the same sums), with blocks of eight samples taking the runs
+  one at a time, and with eight samples and two runs at a time; and in its sample-block layout
+  (samples along the vector lanes).  The engine takes the sample blocks for ``r`` up to
+  ``kernels.BLOCKS_MAX_R`` and the rows above; the row marked "CPU default" is the one it takes.
 
 Every variant runs ``--repeats`` times (the numpy loops: up to 3), interleaved (variant A, B, C,
 then A, B, C again), and the table quotes medians, so a noisy neighbour slows all of them alike.
@@ -111,6 +116,11 @@ def naive_einsum_agd(Xs, y, w_star, W0, eta, beta, T):
 
 def make_workload(name: str, problems: int | None):
     N = 3000
+    if name == "short":
+        N, d, K, r, P = 1000, 300, 10, 10, problems or 16
+        probs = [make_problem(N, d, K, r, 0.0, seed_sequence(0, i)) for i in range(P)]
+        W0 = np.stack([[initial_point(p.w_star, 0.5, seed_sequence(1, i))] * 2 for i, p in enumerate(probs)])
+        return probs, W0, np.array([0.5, 0.5]), np.array([0.2, 0.0]), 300
     if name == "fig3":
         d, K, r, P = 300, 5, 100, problems or 16
         probs = [make_problem(N, d, K, r, 0.0, seed_sequence(0, i)) for i in range(P)]
@@ -134,7 +144,11 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
 
     def engine(kernel, chunk, variant=None):
         def go():
-            saved = kernels._compiled.get("gradient")
+            saved, saved_max_r = kernels._compiled.get("gradient"), kernels.BLOCKS_MAX_R
+            if variant == "blocks":  # the sample-block layout at any r
+                kernels.BLOCKS_MAX_R = 1 << 30
+            elif variant is not None:  # the row layout at any r
+                kernels.BLOCKS_MAX_R = 0
             if variant == "one-sample":  # the plain loop (the same sums)
                 kernels._compiled["gradient"] = kernels.compiled("reference")
             elif variant == "one-run":  # eight samples, runs one at a time: what pairing the runs gains
@@ -143,7 +157,7 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
                 res = run_agd_batched(probs, W0, etas, betas, max_iter=T, tol=0.0, device=device, progress=False,
                                       record_history=False, kernel=kernel, max_chunk_bytes=chunk)
             finally:
-                kernels._compiled["gradient"] = saved
+                kernels._compiled["gradient"], kernels.BLOCKS_MAX_R = saved, saved_max_r
             out[(kernel + (f" {variant}" if variant else ""), chunk)] = res.W
         return go
 
@@ -172,11 +186,16 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
                      ("engine, torch kernel, 16 MiB chunks", engine("torch", 16 << 20), repeats)]
     if device == "cpu" and kernels.available():
         kernels.compiled("gradient")
-        variants += [("engine, fused kernel, one sample at a time", engine("fused", 16 << 20, "one-sample"), repeats),
-                     ("engine, fused kernel, eight samples, runs one at a time",
+        default = " (CPU default)"
+        rows, blocks = (default, "") if kernels.layout_for(r) == "rows" else ("", default)
+        variants += [("engine, fused kernel, rows, one sample at a time", engine("fused", 16 << 20, "one-sample"),
+                      repeats),
+                     ("engine, fused kernel, rows, eight samples, runs one at a time",
                       engine("fused", 16 << 20, "one-run"), repeats),
-                     ("engine, fused kernel, eight samples, runs two at a time (CPU default)", engine("fused", 16 << 20),
-                      repeats)]
+                     ("engine, fused kernel, rows, eight samples, runs two at a time" + rows,
+                      engine("fused", 16 << 20, "rows"), repeats),
+                     ("engine, fused kernel, sample blocks (samples along the vector lanes)" + blocks,
+                      engine("fused", 16 << 20, "blocks"), repeats)]
     alone = kernel_cases(N, K, r, S) if device == "cpu" and kernels.available() else []
     gemm_label = "one-thread float64 matrix product, 2048^3"
     extra = [(label, fn, repeats) for label, fn, _ in alone] + [(gemm_label, matrix_product, repeats)]
@@ -226,28 +245,33 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
 
 
 def kernel_cases(N: int, K: int, r: int, S: int) -> list[tuple[str, object, float]]:
-    """The fused gradient kernel by itself on one problem of the workload's shape, as
-    ``(label, function, flop per call)``: float64 at the workload's N (the inputs come from the L3
-    cache or memory, as in the engine), float64 at N = 200 (the inputs fit in the L2 cache: the
-    kernel's arithmetic ceiling), and float32 inputs and weights (products rounded to float32,
-    sums in float64; a measurement only, not an engine option).  A call runs the kernel on at
-    least 60,000 samples in all.  The engine's own five-argument call is used (``pair_runs``
-    left out)."""
+    """The fused gradient kernel by itself on one problem of the workload's shape, in the layout the
+    engine takes for this ``r``, as ``(label, function, flop per call)``: float64 at the workload's N
+    (the inputs come from the L3 cache or memory, as in the engine), float64 at N = 200 (the inputs
+    fit in the L2 cache: the kernel's arithmetic ceiling), and, in the row layout, float32 inputs and
+    weights (products rounded to float32, sums in float64; a measurement only, not an engine
+    option).  A call runs the kernel on at least 60,000 samples in all.  The engine's own
+    five-argument call is used (``pair_runs`` left out)."""
     rng = np.random.default_rng(0)
-    fn = kernels.compiled("gradient")
+    layout = kernels.layout_for(r)
+    fn = kernels.compiled("blocks" if layout == "blocks" else "gradient")
     cases = []
-    for label, n, dtype in ((f"float64, N = {N} (the engine's case)", N, np.float64),
-                            ("float64, N = 200 (inputs fit in the L2 cache)", 200, np.float64),
-                            (f"float32 inputs and weights, float64 sums, N = {N} (measurement only)", N, np.float32)):
+    shapes = [(f"float64, N = {N} (the engine's case)", N, np.float64),
+              ("float64, N = 200 (inputs fit in the L2 cache)", 200, np.float64)]
+    if layout == "rows":
+        shapes.append((f"float32 inputs and weights, float64 sums, N = {N} (measurement only)", N, np.float32))
+    for label, n, dtype in shapes:
         XN = rng.standard_normal((1, n, K, r)).astype(dtype)
         W = (rng.standard_normal((1, K, S, r)) / np.sqrt(r)).astype(dtype)
         y = np.abs(rng.standard_normal((1, n)))
+        if layout == "blocks":
+            XN, y = kernels.to_blocks(XN, y)
         nv, G, inner = np.array([n]), np.empty(W.shape), max(1, 60000 // n)
 
         def call(XN=XN, y=y, W=W, nv=nv, G=G, inner=inner):
             for _ in range(inner):
                 fn(XN, y, W, nv, G)
-        cases.append((label, call, 4.0 * n * K * r * S * inner))
+        cases.append((f"{layout}: {label}", call, 4.0 * n * K * r * S * inner))
     return cases
 
 
@@ -263,8 +287,8 @@ def update_readme(block: str, text: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workload", choices=["fig3", "landscape", "both"], default="both")
-    ap.add_argument("--problems", type=int, default=None, help="problems per workload (default 16 and 2)")
+    ap.add_argument("--workload", choices=["fig3", "landscape", "short", "all"], default="all")
+    ap.add_argument("--problems", type=int, default=None, help="problems per workload (default 16, 2 and 16)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip-naive", "--skip-reference", action="store_true",
                     help="leave out the two one-run-at-a-time numpy loops")
@@ -287,7 +311,7 @@ def main() -> None:
             f"{bw:.1f} GB/s."]
     print(head[0])
     blocks = []
-    for name in (["fig3", "landscape"] if args.workload == "both" else [args.workload]):
+    for name in (["fig3", "landscape", "short"] if args.workload == "all" else [args.workload]):
         title, lines, notes = run_workload(name, args.problems, args.repeats, args.skip_naive, bw, args.device)
         print("\n" + title)
         print("\n".join(lines))

@@ -16,11 +16,18 @@ from winning_ticket.experiments.seeding import seed_sequence
 from winning_ticket.algorithms.risk import gradient, hessian, risk
 
 
-@pytest.fixture(autouse=True, params=["fused", "torch"])
+@pytest.fixture(autouse=True, params=["fused", "fused-rows", "torch"])
 def kernel(request, monkeypatch):
-    """Every test of this file runs with each of the engine's CPU kernels."""
-    monkeypatch.setenv("WT_KERNEL", request.param)
-    return request.param
+    """Every test of this file runs with each of the engine's CPU kernels: the fused kernel as the
+    engine lays it out (the sample blocks for the short rows of most of these tests), the fused
+    kernel with its row layout at every r, and the torch kernel.  Returns ``"fused"`` or ``"torch"``."""
+    from winning_ticket.algorithms import kernels
+
+    if request.param == "fused-rows":
+        monkeypatch.setattr(kernels, "BLOCKS_MAX_R", 0)
+    name = request.param.split("-")[0]
+    monkeypatch.setenv("WT_KERNEL", name)
+    return name
 
 
 def _problems(n, N=250, d=24, K=3, r=6, noise=0.0, seed=21):
@@ -229,30 +236,31 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
 
 
 def test_fused_kernel_equals_the_reference_gradient(kernel):
-    """The one-pass kernel gives the reference gradient for any S and r (lengths that are and are not
-    multiples of the vector width), and never reads the samples beyond n_valid."""
+    """Both layouts of the one-pass kernel give the reference gradient for any S and r (lengths that
+    are and are not multiples of the vector width), and never read the samples beyond n_valid."""
     from winning_ticket.algorithms.engine import stack_rows
     from winning_ticket.algorithms.kernels import fused_gradient
 
     if kernel != "fused":
         pytest.skip("the fused kernel's own test")
-    for r, S in ((1, 1), (6, 2), (13, 3), (40, 10)):
-        probs = _problems(2, N=90, d=60, K=3, r=r, noise=0.1)
-        W = _starts(probs, S)  # (B, S, r, K)
-        XN, y, n = stack_rows(probs)
-        G = fused_gradient(XN, y, np.ascontiguousarray(W.transpose(0, 3, 1, 2)), n)  # (B, K, S, r)
-        for b, p in enumerate(probs):
-            for s in range(S):
-                np.testing.assert_allclose(G[b, :, s].T, gradient(p.sub_inputs(), p.y, W[b, s]), rtol=1e-12, atol=1e-16)
-        # garbage after n_valid is never read: padding with NaN changes nothing, bit for bit
-        XNp = np.concatenate([XN, np.full((2, 7) + XN.shape[2:], np.nan)], axis=1)
-        yp = np.concatenate([y, np.full((2, 7), np.nan)], axis=1)
-        Gp = fused_gradient(XNp, yp, np.ascontiguousarray(W.transpose(0, 3, 1, 2)), n)
-        np.testing.assert_array_equal(Gp, G)
-    with pytest.raises(ValueError, match="n_valid"):
-        fused_gradient(XN, y, np.ascontiguousarray(W.transpose(0, 3, 1, 2)), [0, 90])
-    with pytest.raises(ValueError, match="C-contiguous float64"):
-        fused_gradient(XN.astype(np.float32), y, np.ascontiguousarray(W.transpose(0, 3, 1, 2)), n)
+    for layout in ("rows", "blocks"):
+        for r, S in ((1, 1), (6, 2), (13, 3), (40, 10)):
+            probs = _problems(2, N=90, d=60, K=3, r=r, noise=0.1)
+            W = np.ascontiguousarray(_starts(probs, S).transpose(0, 3, 1, 2))  # (B, K, S, r)
+            XN, y, n = stack_rows(probs)
+            G = fused_gradient(XN, y, W, n, layout=layout)
+            for b, p in enumerate(probs):
+                for s in range(S):
+                    np.testing.assert_allclose(G[b, :, s], gradient(p.sub_inputs(), p.y, W[b, :, s].T).T,
+                                               rtol=1e-12, atol=1e-16)
+            # garbage after n_valid is never read: padding with NaN changes nothing, bit for bit
+            XNp = np.concatenate([XN, np.full((2, 7) + XN.shape[2:], np.nan)], axis=1)
+            yp = np.concatenate([y, np.full((2, 7), np.nan)], axis=1)
+            np.testing.assert_array_equal(fused_gradient(XNp, yp, W, n, layout=layout), G)
+        with pytest.raises(ValueError, match="n_valid"):
+            fused_gradient(XN, y, W, [0, 90], layout=layout)
+        with pytest.raises(ValueError, match="C-contiguous float64"):
+            fused_gradient(XN.astype(np.float32), y, W, n, layout=layout)
 
 
 def test_fused_kernel_is_bitwise_independent_of_the_batch(kernel):
@@ -305,8 +313,10 @@ def test_kernel_choice_errors_are_clear(monkeypatch):
     with pytest.raises(ValueError, match="WT_KERNEL = 'blas'; allowed: 'auto', 'torch', 'fused'"):
         engine.engine_kernel("cpu")
     monkeypatch.setenv("WT_KERNEL", "auto")
-    assert engine.engine_kernel("cpu", r=engine.FUSED_MIN_R) == ("fused" if kernels.available() else "torch")
-    assert engine.engine_kernel("cpu", r=engine.FUSED_MIN_R - 1) == "torch"
+    for r in (1, 8, 64, 65, 300):  # both layouts of the fused kernel
+        assert engine.engine_kernel("cpu", r=r) == ("fused" if kernels.available() else "torch")
+    r_max = kernels.BLOCKS_MAX_R
+    assert kernels.layout_for(r_max + 1) == "rows" and (r_max < 1 or kernels.layout_for(r_max) == "blocks")
     assert engine.check_kernel("auto", torch.device("cuda")) == "torch"
     with pytest.raises(ValueError, match="kernel = 'fused' runs on the CPU only"):
         engine.check_kernel("fused", torch.device("cuda"))
@@ -319,42 +329,67 @@ def test_kernel_choice_errors_are_clear(monkeypatch):
 
 
 def test_blocked_kernel_equals_the_one_sample_loop(kernel):
-    """The kernel takes samples eight at a time and runs two at a time; it computes what the plain
-    one-sample loop computes (the same sums; the dot products' vector lanes may split differently),
-    for sample counts that are and are not multiples of eight, odd and even S, r below, at and
-    above the vector width, problems of different n_valid, with and without the pairs of runs.
-    The default call (``pair_runs`` left out) is the engine's own compiled version."""
-    from winning_ticket.algorithms.kernels import compiled, fused_gradient
+    """Both fused kernels compute what the plain one-sample loop computes (the same sums; the dot
+    products' vector lanes may split differently): the row kernel (samples eight at a time, runs two
+    at a time, with and without the pairs) and the sample-block kernel (samples along the vector
+    lanes, in blocks of ``SAMPLE_BLOCK``), for sample counts that are and are not multiples of eight
+    and of the block, odd and even S, r below, at and above the vector width and not a multiple of
+    eight, problems of different n_valid.  The default call of each is the engine's own compiled
+    version, bit for bit."""
+    from winning_ticket.algorithms.kernels import SAMPLE_BLOCK, compiled, fused_gradient, to_blocks
 
     if kernel != "fused":
         pytest.skip("the fused kernel's own test")
     rng = np.random.default_rng(3)
     cases = ((1, 1, 1), (3, 6, 2), (5, 13, 3), (37, 13, 3), (40, 17, 5), (45, 21, 3), (90, 40, 10),
-             (101, 100, 2), (50, 24, 5), (203, 64, 4))
+             (101, 100, 2), (50, 24, 5), (203, 64, 4), (SAMPLE_BLOCK + 1, 9, 3), (2 * SAMPLE_BLOCK, 16, 2))
     for N, r, S in cases:
         XN = rng.standard_normal((3, N, 4, r))
         y = rng.standard_normal((3, N))
         W = rng.standard_normal((3, 4, S, r)) / np.sqrt(r)
         n = np.array([N, max(1, N - 1), max(1, N // 2)])
         plain = fused_gradient(XN, y, W, n, reference=True)
-        engine_call = compiled("gradient")(XN, y, W, n, np.empty(W.shape))  # as the engine calls it
-        for pair_runs in (True, False):
-            blocked = fused_gradient(XN, y, W, n, pair_runs=pair_runs)
-            assert np.max(np.abs(blocked - plain)) <= 1e-14 * np.max(np.abs(plain))
+        engine_calls = {"rows": compiled("gradient")(XN, y, W, n, np.empty(W.shape)),  # as the engine calls them
+                        "blocks": compiled("blocks")(*to_blocks(XN, y), W, n, np.empty(W.shape))}
+        for layout, pair_runs in (("rows", True), ("rows", False), ("blocks", True)):
+            blocked = fused_gradient(XN, y, W, n, pair_runs=pair_runs, layout=layout)
+            assert np.max(np.abs(blocked - plain)) <= 1e-14 * np.max(np.abs(plain)), (N, r, S, layout, pair_runs)
             if pair_runs:
-                np.testing.assert_array_equal(blocked, engine_call)
+                np.testing.assert_array_equal(blocked, engine_calls[layout])
             # n_valid is honoured: problem 2 gives the bits of its first N // 2 samples on their own
             alone = fused_gradient(np.ascontiguousarray(XN[2:, :n[2]]), np.ascontiguousarray(y[2:, :n[2]]),
-                                   W[2:], n[2:], pair_runs=pair_runs)
+                                   W[2:], n[2:], pair_runs=pair_runs, layout=layout)
             np.testing.assert_array_equal(blocked[2:], alone)
             # a run's gradient is its own: any other run of the problem diverging changes no bit of it
             for s in range(S):
                 for bad in (np.nan, 1e300):
                     Wn = W.copy()
                     Wn[:, :, s] = bad
-                    poisoned = fused_gradient(XN, y, Wn, n, pair_runs=pair_runs)
+                    poisoned = fused_gradient(XN, y, Wn, n, pair_runs=pair_runs, layout=layout)
                     others = [t for t in range(S) if t != s]
                     np.testing.assert_array_equal(poisoned[:, :, others], blocked[:, :, others])
+    with pytest.raises(ValueError, match="layout = 'columns'; allowed: 'rows', 'blocks'"):
+        fused_gradient(XN, y, W, n, layout="columns")
+
+
+def test_sample_blocks_layout():
+    """``to_blocks`` puts sample ``k L + l`` of neuron j's row i at ``XB[b, k, j, i, l]``, zero beyond N."""
+    from winning_ticket.algorithms.kernels import check_blocks, to_blocks
+
+    rng = np.random.default_rng(0)
+    XN, y = rng.standard_normal((2, 11, 3, 5)), rng.standard_normal((2, 11))
+    XB, yB = to_blocks(XN, y, L=4)
+    assert XB.shape == (2, 3, 3, 5, 4) and yB.shape == (2, 12) and XB.flags.c_contiguous
+    for n in range(11):
+        np.testing.assert_array_equal(XB[:, n // 4, :, :, n % 4], XN[:, n])
+    assert np.all(XB[:, 2, :, :, 3] == 0.0) and np.all(yB[:, 11] == 0.0)
+    np.testing.assert_array_equal(yB[:, :11], y)
+    W = np.zeros((2, 3, 2, 5))
+    check_blocks(XB, yB, W, [11, 12])
+    with pytest.raises(ValueError, match=r"n_valid must hold B = 2 sample counts in \[1, 12\]"):
+        check_blocks(XB, yB, W, [11, 13])
+    with pytest.raises(ValueError, match="shapes do not match"):
+        check_blocks(XB, yB[:, :11].copy(), W, [11, 11])
 
 
 def test_compiled_step_equals_the_torch_step(kernel):

@@ -27,9 +27,10 @@ size or on which other problems share the batch (with the fused kernel a run's l
 depend on its place among its own problem's runs, paired with a neighbour or alone; see
 :func:`~winning_ticket.algorithms.kernels._fused_gradient`).
 
-Kernels.  On the CPU an iteration's gradient is by default (``auto``, for ``r >= 16``) computed
-by the fused kernel of :mod:`winning_ticket.algorithms.kernels`: one pass over the samples
-instead of two products, eight samples and two runs at a time, followed by one compiled call
+Kernels.  On the CPU an iteration's gradient is by default (``auto``) computed by the fused
+kernel of :mod:`winning_ticket.algorithms.kernels`: one pass over the samples instead of two
+products (for ``r`` up to ``kernels.BLOCKS_MAX_R`` with the samples along the vector lanes, for
+longer rows eight samples and two runs at a time along the rows), followed by one compiled call
 that takes the AGD step, computes the runs' two distances and applies the stopping rule (the
 step bit for bit torch's expression; measured side by side in ``benchmarks/bench_engine.py``;
 see the README).  ``kernel="torch"`` (or ``$WT_KERNEL=torch``)
@@ -116,10 +117,12 @@ KERNELS = ("torch", "fused")
 """The engine's gradient kernels: ``torch`` (two batched products; CPU or GPU) and ``fused``
 (:mod:`winning_ticket.algorithms.kernels`; CPU only)."""
 
-FUSED_MIN_R = 16
-"""``auto`` takes the fused kernel on the CPU for ``r`` at least this: with shorter rows its inner
-loops fill too few vector lanes, and the torch kernel was faster (measured 0.6 times the torch
-kernel's speed at r = 10, 1.3-1.5 times at r = 20 to 80; ``benchmarks/bench_engine.py``)."""
+FUSED_MIN_R = 1
+"""``auto`` takes the fused kernel on the CPU for ``r`` at least this, i.e. always.  It was 16 while
+the fused kernel had only its row layout, whose inner loops fill too few vector lanes for short
+rows; the sample-block layout (:func:`~winning_ticket.algorithms.kernels.layout_for`) made the
+fused kernel 2.5 to 5 times as fast as the torch kernel at r = 5 to 20 (engine runs of the Noise
+chapter's shapes, side by side; README)."""
 
 
 def kernel_setting() -> str:
@@ -140,8 +143,8 @@ def engine_kernel(device: torch.device | str | None = None, r: int | None = None
 def check_kernel(kernel: str, device: torch.device, r: int | None = None, what: str = "kernel") -> str:
     """``kernel`` resolved for ``device`` and ``r`` (``auto`` becomes a kernel), or a ``ValueError`` naming ``what``.
 
-    ``auto``: ``fused`` on the CPU when numba is installed and ``r >= FUSED_MIN_R`` (or ``r`` is not
-    given), else ``torch``.
+    ``auto``: ``fused`` on the CPU when numba is installed and ``r >= FUSED_MIN_R`` (every ``r``; or
+    ``r`` is not given), else ``torch``.
     """
     if kernel not in KERNELS + ("auto",):
         raise ValueError(f"{what} = {kernel!r}; allowed: 'auto', " + ", ".join(repr(k) for k in KERNELS))
@@ -491,7 +494,12 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
         XT = y = None
         w_star = torch.from_numpy(np.stack([p.w_star for p in problems])).to(dtype=DTYPE)
         b, N, K, r = XN.shape
-        gradient_fn, step_fn = kernels.compiled("gradient"), kernels.compiled("step")
+        layout = kernels.layout_for(r)  # short rows: samples along the vector lanes (kernels.to_blocks)
+        if layout == "blocks":
+            XN, y_rows = kernels.to_blocks(XN, y_rows)
+        check_inputs = kernels.check_blocks if layout == "blocks" else kernels.check_rows
+        gradient_fn = kernels.compiled("blocks" if layout == "blocks" else "gradient")
+        step_fn = kernels.compiled("step")
     else:
         XT, y, w_star = stack_problems(problems, device, pad=True)
         b, K, r, N = XT.shape
@@ -505,7 +513,7 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
     Ws = w_star.permute(0, 2, 1).unsqueeze(2)  # (a,K,1,r)
     if XT is None:
         Ws = Ws.contiguous()  # the fused path reads it as a (a,K,r) array
-        kernels.check_rows(XN, y_rows, W.numpy(), n_valid)
+        check_inputs(XN, y_rows, W.numpy(), n_valid)
     ws_norm = Ws.flatten(1).norm(dim=1).unsqueeze(1)  # (a,1)
     eta = as_t(etas).view(b, 1, S, 1)
     beta = as_t(betas).view(b, 1, S, 1)

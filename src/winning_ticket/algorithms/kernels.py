@@ -300,6 +300,239 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
     return G
 
 
+SAMPLE_BLOCK = 256
+"""Samples per block of :func:`_fused_gradient_blocks`: a block of a problem's inputs (``256 K r``
+numbers, 640 KB at ``K r = 320``) stays in the L2 cache between the kernel's two passes over it."""
+
+BLOCKS_MAX_R = 64
+"""The engine's fused path takes the sample-block kernel (:func:`_fused_gradient_blocks`) for ``r`` up
+to this and the row kernel (:func:`_fused_gradient`) above it (``benchmarks/ab_kernels.py``: the
+block kernel is faster at the chapters' shapes with r from 8 to 64, about as fast at 100 and slower
+at 256, where ten runs share each of the row kernel's loads)."""
+
+
+def layout_for(r: int) -> str:
+    """The fused kernel's layout for rows of ``r`` weights: ``"blocks"`` (``r <= BLOCKS_MAX_R``) or ``"rows"``."""
+    return "blocks" if r <= BLOCKS_MAX_R else "rows"
+
+
+def to_blocks(XN: np.ndarray, y: np.ndarray, L: int = SAMPLE_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """The sample-block layout of :func:`_fused_gradient_blocks` from the row layout.
+
+    ``XN (B, N, K, r)`` becomes ``XB (B, NB, K, r, L)`` with ``XB[b, k, j, i, l]`` the ``i``-th input of
+    neuron ``j`` of sample ``k L + l`` (``NB = ceil(N / L)``; the last block is zero-padded), so that a
+    row of ``L`` consecutive samples is contiguous; ``y (B, N)`` becomes ``(B, NB L)``, zero-padded.
+    """
+    B, N, K, r = XN.shape
+    NB = -(-N // L)
+    XB = np.zeros((B, NB, K, r, L))
+    padded = np.zeros((B, NB * L, K, r))
+    padded[:, :N] = XN
+    XB[...] = padded.reshape(B, NB, L, K, r).transpose(0, 1, 3, 4, 2)
+    yB = np.zeros((B, NB * L))
+    yB[:, :N] = y
+    return XB, yB
+
+
+def _fused_gradient_blocks(XB, y, W, n_valid, G):  # pragma: no cover - compiled by numba, tested through the wrapper
+    """:func:`_fused_gradient_reference` with the samples along the vector lanes, for short rows.
+
+    With ``r`` below a few vector widths the row kernel's dot products along ``i`` are short and
+    end in horizontal sums.  This kernel reads the sample-block layout of :func:`to_blocks` and
+    makes the samples the vector dimension instead: for a block of ``L`` samples it computes every
+    run's pre-activations of all ``L`` samples (``z[j, s, :] += W[b, j, s, i] X[j, i, :]``, eight
+    rows ``i`` per pass, two runs sharing each load of the inputs), then their residuals, then the
+    gradient entries (``G[b, j, s, i] += sum_l c[j, s, l] X[j, i, l]``, eight rows and two runs per
+    pass: sixteen dot products of length ``L``).  The block's inputs stay in the L2 cache between
+    the two passes, so the data is still read from memory once per iteration.
+
+    The sums are the reference's: a pre-activation adds the rows in order ``i = 0, 1, ...``
+    (fast-math lets the compiler regroup them and contract products into fused multiply-adds), a
+    gradient entry adds the blocks in order and each block's ``L`` samples as a vector reduction;
+    the result agrees with the reference to rounding (tested to 1e-14 relative), does not depend on
+    other problems or the chunk, and can depend on whether a run is paired.  Samples beyond
+    ``n_valid[b]`` are never read.
+    """
+    B, NB, K, r, L = XB.shape
+    S = W.shape[2]
+    z = np.empty((K, S, L))
+    c = np.empty((K, S, L))
+    tot = np.empty(L)
+    r8 = r - r % 8
+    for b in range(B):
+        N = n_valid[b]
+        G[b] = 0.0
+        for blk in range(NB):
+            n0 = blk * L
+            if n0 >= N:
+                break
+            m = min(L, N - n0)
+            for j in range(K):  # pre-activations of the block's samples, every run
+                X = XB[b, blk, j]
+                w = W[b, j]
+                for s in range(S):
+                    zs = z[j, s]
+                    for n in range(m):
+                        zs[n] = 0.0
+                for i in range(0, r8, 8):
+                    x0 = X[i]
+                    x1 = X[i + 1]
+                    x2 = X[i + 2]
+                    x3 = X[i + 3]
+                    x4 = X[i + 4]
+                    x5 = X[i + 5]
+                    x6 = X[i + 6]
+                    x7 = X[i + 7]
+                    s = 0
+                    while s + 1 < S:  # runs s and s + 1 from one load of the inputs
+                        za = z[j, s]
+                        zb = z[j, s + 1]
+                        u = w[s]
+                        v = w[s + 1]
+                        u0, u1, u2, u3, u4, u5, u6, u7 = u[i], u[i + 1], u[i + 2], u[i + 3], u[i + 4], u[i + 5], u[i + 6], u[i + 7]
+                        v0, v1, v2, v3, v4, v5, v6, v7 = v[i], v[i + 1], v[i + 2], v[i + 3], v[i + 4], v[i + 5], v[i + 6], v[i + 7]
+                        for n in range(m):
+                            p0 = x0[n]
+                            p1 = x1[n]
+                            p2 = x2[n]
+                            p3 = x3[n]
+                            p4 = x4[n]
+                            p5 = x5[n]
+                            p6 = x6[n]
+                            p7 = x7[n]
+                            za[n] = za[n] + u0 * p0 + u1 * p1 + u2 * p2 + u3 * p3 + u4 * p4 + u5 * p5 + u6 * p6 + u7 * p7
+                            zb[n] = zb[n] + v0 * p0 + v1 * p1 + v2 * p2 + v3 * p3 + v4 * p4 + v5 * p5 + v6 * p6 + v7 * p7
+                        s += 2
+                    if s < S:  # the last run of an odd S
+                        za = z[j, s]
+                        u = w[s]
+                        u0, u1, u2, u3, u4, u5, u6, u7 = u[i], u[i + 1], u[i + 2], u[i + 3], u[i + 4], u[i + 5], u[i + 6], u[i + 7]
+                        for n in range(m):
+                            za[n] = (za[n] + u0 * x0[n] + u1 * x1[n] + u2 * x2[n] + u3 * x3[n]
+                                     + u4 * x4[n] + u5 * x5[n] + u6 * x6[n] + u7 * x7[n])
+                for i in range(r8, r):  # the last r mod 8 rows, one at a time
+                    x0 = X[i]
+                    for s in range(S):
+                        za = z[j, s]
+                        u0 = w[s, i]
+                        for n in range(m):
+                            za[n] = za[n] + u0 * x0[n]
+            for s in range(S):  # residuals times the active indicators
+                for n in range(m):
+                    tot[n] = 0.0
+                for j in range(K):
+                    zs = z[j, s]
+                    for n in range(m):
+                        zn = zs[n]
+                        tot[n] += zn if zn > 0.0 else 0.0
+                for n in range(m):
+                    tot[n] = tot[n] / K - y[b, n0 + n]
+                for j in range(K):
+                    zs = z[j, s]
+                    cs = c[j, s]
+                    for n in range(m):
+                        cs[n] = tot[n] if zs[n] > 0.0 else 0.0
+            for j in range(K):  # the block's gradient contributions
+                X = XB[b, blk, j]
+                g = G[b, j]
+                for i in range(0, r8, 8):
+                    x0 = X[i]
+                    x1 = X[i + 1]
+                    x2 = X[i + 2]
+                    x3 = X[i + 3]
+                    x4 = X[i + 4]
+                    x5 = X[i + 5]
+                    x6 = X[i + 6]
+                    x7 = X[i + 7]
+                    s = 0
+                    while s + 1 < S:  # sixteen dot products: eight rows, two runs
+                        ca = c[j, s]
+                        cb = c[j, s + 1]
+                        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
+                        for n in range(m):
+                            pa = ca[n]
+                            pb = cb[n]
+                            q0 = x0[n]
+                            q1 = x1[n]
+                            q2 = x2[n]
+                            q3 = x3[n]
+                            q4 = x4[n]
+                            q5 = x5[n]
+                            q6 = x6[n]
+                            q7 = x7[n]
+                            a0 += pa * q0
+                            a1 += pa * q1
+                            a2 += pa * q2
+                            a3 += pa * q3
+                            a4 += pa * q4
+                            a5 += pa * q5
+                            a6 += pa * q6
+                            a7 += pa * q7
+                            b0 += pb * q0
+                            b1 += pb * q1
+                            b2 += pb * q2
+                            b3 += pb * q3
+                            b4 += pb * q4
+                            b5 += pb * q5
+                            b6 += pb * q6
+                            b7 += pb * q7
+                        ga = g[s]
+                        gb = g[s + 1]
+                        ga[i] += a0
+                        ga[i + 1] += a1
+                        ga[i + 2] += a2
+                        ga[i + 3] += a3
+                        ga[i + 4] += a4
+                        ga[i + 5] += a5
+                        ga[i + 6] += a6
+                        ga[i + 7] += a7
+                        gb[i] += b0
+                        gb[i + 1] += b1
+                        gb[i + 2] += b2
+                        gb[i + 3] += b3
+                        gb[i + 4] += b4
+                        gb[i + 5] += b5
+                        gb[i + 6] += b6
+                        gb[i + 7] += b7
+                        s += 2
+                    if s < S:
+                        ca = c[j, s]
+                        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+                        for n in range(m):
+                            pa = ca[n]
+                            a0 += pa * x0[n]
+                            a1 += pa * x1[n]
+                            a2 += pa * x2[n]
+                            a3 += pa * x3[n]
+                            a4 += pa * x4[n]
+                            a5 += pa * x5[n]
+                            a6 += pa * x6[n]
+                            a7 += pa * x7[n]
+                        ga = g[s]
+                        ga[i] += a0
+                        ga[i + 1] += a1
+                        ga[i + 2] += a2
+                        ga[i + 3] += a3
+                        ga[i + 4] += a4
+                        ga[i + 5] += a5
+                        ga[i + 6] += a6
+                        ga[i + 7] += a7
+                for i in range(r8, r):
+                    x0 = X[i]
+                    for s in range(S):
+                        cs = c[j, s]
+                        a0 = 0.0
+                        for n in range(m):
+                            a0 += cs[n] * x0[n]
+                        g[s, i] += a0
+        scale = 1.0 / (N * K)
+        for j in range(K):
+            for s in range(S):
+                for i in range(r):
+                    G[b, j, s, i] *= scale
+    return G
+
+
 def _agd_step(W, W_prev, G, M, masked, eta, beta, Ws, ws_norm, err, status, iters, hist, recording, t, max_iter,
               tol, success_stop, divergence, codes, W_next):  # pragma: no cover - compiled by numba
     """One iteration of every running run after its gradient: the AGD step (12), the two distances,
@@ -377,7 +610,7 @@ _compiled = {}
 
 
 def compiled(name: str):
-    """The numba-compiled ``name`` (``gradient``, ``reference`` or ``step``), compiled on first use.
+    """The numba-compiled ``name`` (``gradient``, ``blocks``, ``reference`` or ``step``), compiled on first use.
 
     The engine calls these directly inside its iteration loop (checked once per chunk, not per
     call); :func:`fused_gradient` is the checked entry point.
@@ -388,7 +621,8 @@ def compiled(name: str):
         if name == "step":  # no fast-math: the torch path's roundings; numpy's error model: x / 0 is inf
             fn = numba.njit(boundscheck=False, cache=True, nogil=True, error_model="numpy")(_agd_step)
         else:
-            py = {"gradient": _fused_gradient, "reference": _fused_gradient_reference}[name]
+            py = {"gradient": _fused_gradient, "blocks": _fused_gradient_blocks,
+                  "reference": _fused_gradient_reference}[name]
             fn = numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True, nogil=True)(py)
         _compiled[name] = fn
     return _compiled[name]
@@ -408,8 +642,23 @@ def check_rows(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid) -> np.ndar
     return n_valid
 
 
+def check_blocks(XB: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid) -> np.ndarray:
+    """Check the sample-block kernel's inputs (the layout of :func:`to_blocks`); returns ``n_valid`` as int64."""
+    for name, a, nd in (("XB", XB, 5), ("y", y, 2), ("W", W, 4)):
+        if a.dtype != np.float64 or a.ndim != nd or not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous float64 array with {nd} dimensions")
+    B, NB, K, r, L = XB.shape
+    if y.shape != (B, NB * L) or W.shape[:2] != (B, K) or W.shape[3] != r:
+        raise ValueError(f"shapes do not match: XB {XB.shape}, y {y.shape}, W {W.shape}")
+    n_valid = np.ascontiguousarray(n_valid, dtype=np.int64)
+    if n_valid.shape != (B,) or np.any(n_valid < 1) or np.any(n_valid > NB * L):
+        raise ValueError(f"n_valid must hold B = {B} sample counts in [1, {NB * L}]")
+    return n_valid
+
+
 def fused_gradient(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid: np.ndarray,
-                   out: np.ndarray | None = None, reference: bool = False, pair_runs: bool = True) -> np.ndarray:
+                   out: np.ndarray | None = None, reference: bool = False, pair_runs: bool = True,
+                   layout: str = "rows") -> np.ndarray:
     """Gradients of ``B`` problems' empirical risks at ``S`` weight settings each.
 
     * ``XN``: ``(B, N, K, r)`` float64, C-contiguous; ``XN[b, n, j]`` is :math:`x_{n,\\Omega_j}` of problem ``b``.
@@ -417,14 +666,21 @@ def fused_gradient(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid: np.nda
     * ``n_valid``: ``(B,)`` number of real samples of each problem (the rest is padding, never read).
     * ``out``: optional ``(B, K, S, r)`` array to write into.
     * ``reference``: use the plain one-sample loop (:func:`_fused_gradient_reference`) instead of the kernel.
-    * ``pair_runs``: the kernel's two-runs-at-a-time loops (default); ``False``: one run at a time.
+    * ``pair_runs``: the row kernel's two-runs-at-a-time loops (default); ``False``: one run at a time.
+    * ``layout``: ``"rows"``, the row kernel (:func:`_fused_gradient`), or ``"blocks"``, the sample-block
+      kernel (:func:`_fused_gradient_blocks`, on ``to_blocks(XN, y)``).
 
     Returns the gradients in ``W``'s layout.
     """
-    fn = compiled("reference" if reference else "gradient")
+    if layout not in ("rows", "blocks"):
+        raise ValueError(f"layout = {layout!r}; allowed: 'rows', 'blocks'")
     n_valid = check_rows(XN, y, W, n_valid)
     if out is None:
         out = np.empty(W.shape)
+    if layout == "blocks" and not reference:
+        XB, yB = to_blocks(XN, y)
+        return compiled("blocks")(XB, yB, W, n_valid, out)
+    fn = compiled("reference" if reference else "gradient")
     if reference or pair_runs:  # the engine's own call: five arguments, the compiled default pair_runs=True
         return fn(XN, y, W, n_valid, out)
     return fn(XN, y, W, n_valid, out, False)
