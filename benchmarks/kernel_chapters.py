@@ -2,7 +2,7 @@
 
 For every archived chapter (or the ones named), a seeded sample of its evidence units is
 re-executed twice, once with the torch kernel (``WT_KERNEL=torch``, which made the archives)
-and once with the default (``WT_KERNEL=auto``: the fused kernel where r >= 16), in alternating
+and once with the default (``WT_KERNEL=auto``: the fused kernel on the CPU), in alternating
 order, one thread, in this process.  It prints per chapter:
 
 * the time of the sampled units under each setting and their ratio;
