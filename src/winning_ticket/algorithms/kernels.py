@@ -15,18 +15,27 @@ run's pre-activations and residual from them and adds the sample's contribution
 
 while they are still in the L1 cache (the formula is the gradient of
 :mod:`winning_ticket.algorithms.risk`).  Memory traffic halves, and the loops compile to vector
-instructions (numba).  The kernel takes the samples eight at a time and the runs two at a time
-(:func:`_fused_gradient`): sixteen dot products share each loop, a weight loaded from the L1
-cache serves eight of them, and a gradient entry is loaded and stored once per eight samples;
-:func:`_fused_gradient_reference` is the plain one-sample loop it is tested against.  :func:`_agd_step` then takes the AGD step (12) of every run, computes the two
+instructions (numba).  Two layouts of the data, one kernel each, both tested against the plain
+one-sample loop :func:`_fused_gradient_reference`:
+
+* rows (:func:`_fused_gradient`, for long rows): ``XN (B, N, K, r)``; the samples eight at a time
+  and the runs two at a time, so sixteen dot products along a row share each loop, a weight
+  loaded from the L1 cache serves eight of them, and a gradient entry is loaded and stored once
+  per eight samples;
+* sample blocks (:func:`_fused_gradient_blocks`, for ``r <= BLOCKS_MAX_R``): ``XB (B, NB, K, r, L)``
+  from :func:`to_blocks`, the samples of a row contiguous in blocks of ``L``, so the vector lanes
+  run over samples and a short row no longer leaves them idle; a block stays in the L2 cache
+  between its forward and gradient passes.
+
+The engine picks the layout with :func:`layout_for`.  :func:`_agd_step` then takes the AGD step (12) of every run, computes the two
 distances and applies the stopping rule, in one call instead of about thirty small torch
 operations.
 
-Numerics.  The sums over :math:`i` (the dot products) are reassociated into vector lanes
-(``fastmath`` reassociation and fused multiply-add, no other relaxation: NaN and infinity keep
-their meaning, so a diverging run is still seen as one); the sums over samples run in sample
-order.  The result therefore differs from the torch path's in the last bits (tested to
-:math:`10^{-12}`), depends only on a problem's own data and the run's place among its ``S`` runs
+Numerics.  The sums are reassociated into vector lanes (``fastmath`` reassociation and fused
+multiply-add, no other relaxation: NaN and infinity keep their meaning, so a diverging run is
+still seen as one): in the row layout the dot products over :math:`i`, with the sums over
+samples in sample order; in the block layout each block's sum over samples, blocks in order.  The result therefore differs from the torch path's in the last bits (tested to
+:math:`10^{-12}`), depends only on a problem's own data, the layout and the run's place among its ``S`` runs
 (paired or not; never on the batch, the chunk or the thread count: the kernel runs on one
 thread), and is the same on machines with the same vector instruction set; an archive records
 which kernel made it.
