@@ -334,9 +334,9 @@ def test_blocked_kernel_equals_the_one_sample_loop(kernel):
     at a time, with and without the pairs) and the sample-block kernel (samples along the vector
     lanes, in blocks of ``SAMPLE_BLOCK``), for sample counts that are and are not multiples of eight
     and of the block, odd and even S, r below, at and above the vector width and not a multiple of
-    eight, problems of different n_valid.  The default call of each is the engine's own compiled
-    version, bit for bit."""
-    from winning_ticket.algorithms.kernels import SAMPLE_BLOCK, compiled, fused_gradient, to_blocks
+    eight, problems of different n_valid.  The row kernel's default call is the engine's own
+    compiled version, bit for bit (the engine's block path: ``test_the_engine_takes_the_layout_for_r``)."""
+    from winning_ticket.algorithms.kernels import SAMPLE_BLOCK, compiled, fused_gradient
 
     if kernel != "fused":
         pytest.skip("the fused kernel's own test")
@@ -349,12 +349,11 @@ def test_blocked_kernel_equals_the_one_sample_loop(kernel):
         W = rng.standard_normal((3, 4, S, r)) / np.sqrt(r)
         n = np.array([N, max(1, N - 1), max(1, N // 2)])
         plain = fused_gradient(XN, y, W, n, reference=True)
-        engine_calls = {"rows": compiled("gradient")(XN, y, W, n, np.empty(W.shape)),  # as the engine calls them
-                        "blocks": compiled("blocks")(*to_blocks(XN, y), W, n, np.empty(W.shape))}
+        engine_calls = {"rows": compiled("gradient")(XN, y, W, n, np.empty(W.shape))}  # as the engine calls it
         for layout, pair_runs in (("rows", True), ("rows", False), ("blocks", True)):
             blocked = fused_gradient(XN, y, W, n, pair_runs=pair_runs, layout=layout)
             assert np.max(np.abs(blocked - plain)) <= 1e-14 * np.max(np.abs(plain)), (N, r, S, layout, pair_runs)
-            if pair_runs:
+            if layout == "rows" and pair_runs:
                 np.testing.assert_array_equal(blocked, engine_calls[layout])
             # n_valid is honoured: problem 2 gives the bits of its first N // 2 samples on their own
             alone = fused_gradient(np.ascontiguousarray(XN[2:, :n[2]]), np.ascontiguousarray(y[2:, :n[2]]),
@@ -370,6 +369,35 @@ def test_blocked_kernel_equals_the_one_sample_loop(kernel):
                     np.testing.assert_array_equal(poisoned[:, :, others], blocked[:, :, others])
     with pytest.raises(ValueError, match="layout = 'columns'; allowed: 'rows', 'blocks'"):
         fused_gradient(XN, y, W, n, layout="columns")
+    with pytest.raises(ValueError, match="layout = 'blocks' takes neither reference=True"):
+        fused_gradient(XN, y, W, n, layout="blocks", pair_runs=False)
+
+
+def test_the_engine_takes_the_layout_for_r(kernel, monkeypatch):
+    """With the fused kernel the engine runs the sample-block kernel for r up to ``BLOCKS_MAX_R`` and the
+    row kernel above it (the compiled functions it asks for are recorded; under the ``fused-rows``
+    parameter ``BLOCKS_MAX_R`` is 0, so the rows at every r), and runs over several sample blocks
+    (N = 600: blocks of 256, 256 and 88) have the torch kernel's status and iteration count, with
+    iterates equal to rounding."""
+    from winning_ticket.algorithms import kernels
+
+    if kernel != "fused":
+        pytest.skip("the fused kernel's own test")
+    real, asked = kernels.compiled, []
+    monkeypatch.setattr(kernels, "compiled", lambda name: (asked.append(name), real(name))[1])
+    assert kernels.SAMPLE_BLOCK == 256
+    for r in (6, 70):
+        probs = _problems(2, N=600, d=80, K=3, r=r, noise=0.02)
+        W0 = _starts(probs, 3)
+        asked.clear()
+        fused = run_agd_batched(probs, W0, [0.5, 0.5, 0.5], [0.2, 0.0, 0.2], max_iter=300, progress=False)
+        assert "gradient" not in asked or "blocks" not in asked
+        assert ("blocks" if r <= kernels.BLOCKS_MAX_R else "gradient") in asked, (r, kernels.BLOCKS_MAX_R, asked)
+        torch_runs = run_agd_batched(probs, W0, [0.5, 0.5, 0.5], [0.2, 0.0, 0.2], max_iter=300, progress=False,
+                                     kernel="torch")
+        np.testing.assert_array_equal(fused.status, torch_runs.status)
+        np.testing.assert_array_equal(fused.iterations, torch_runs.iterations)
+        np.testing.assert_allclose(fused.W, torch_runs.W, rtol=1e-9, atol=1e-13)
 
 
 def test_sample_blocks_layout():

@@ -120,9 +120,10 @@ KERNELS = ("torch", "fused")
 FUSED_MIN_R = 1
 """``auto`` takes the fused kernel on the CPU for ``r`` at least this, i.e. always.  It was 16 while
 the fused kernel had only its row layout, whose inner loops fill too few vector lanes for short
-rows; the sample-block layout (:func:`~winning_ticket.algorithms.kernels.layout_for`) made the
-fused kernel 2.5 to 5 times as fast as the torch kernel at r = 5 to 20 (engine runs of the Noise
-chapter's shapes, side by side; README)."""
+rows; with the sample-block layout (:func:`~winning_ticket.algorithms.kernels.layout_for`) the
+engine's fused path ran the benchmark's ``short`` workload (the Noise chapter's shape, r = 10) 2.5
+times as fast as the torch kernel (``benchmarks/bench_engine.py``; README), and 2.5 to 5 times in
+scratch runs at r = 5 to 20."""
 
 
 def kernel_setting() -> str:

@@ -13,7 +13,7 @@ run's pre-activations and residual from them and adds the sample's contribution
 
     \nabla_{w_j}\hat f_D \mathrel{+}= \frac{1}{NK}\, e_n\,\mathbb 1\{z_{nj}>0\}\, x_{n,\Omega_j}
 
-while they are still in the L1 cache (the formula is the gradient of
+while they are still in the cache (the formula is the gradient of
 :mod:`winning_ticket.algorithms.risk`).  Memory traffic halves, and the loops compile to vector
 instructions (numba).  Two layouts of the data, one kernel each, both tested against the plain
 one-sample loop :func:`_fused_gradient_reference`:
@@ -311,13 +311,15 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
 
 SAMPLE_BLOCK = 256
 """Samples per block of :func:`_fused_gradient_blocks`: a block of a problem's inputs (``256 K r``
-numbers, 640 KB at ``K r = 320``) stays in the L2 cache between the kernel's two passes over it."""
+numbers, 640 KB at ``K r = 320``) stays in the 1 MB L2 cache of the benchmark machine between the
+kernel's two passes over it up to ``K r`` of about 500 (larger blocks come from the L3 cache)."""
 
 BLOCKS_MAX_R = 64
 """The engine's fused path takes the sample-block kernel (:func:`_fused_gradient_blocks`) for ``r`` up
 to this and the row kernel (:func:`_fused_gradient`) above it (``benchmarks/ab_kernels.py``: the
-block kernel is faster at the chapters' shapes with r from 8 to 64, about as fast at 100 and slower
-at 256, where ten runs share each of the row kernel's loads)."""
+block kernel alone was 1.24 to 3.3 times the row kernel's speed at the chapters' shapes with r
+from 5 to 64, about as fast at 80 and 100, and slower at 256, where ten runs share each of the row
+kernel's loads)."""
 
 
 def layout_for(r: int) -> str:
@@ -352,8 +354,9 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G):  # pragma: no cover - compiled
     run's pre-activations of all ``L`` samples (``z[j, s, :] += W[b, j, s, i] X[j, i, :]``, eight
     rows ``i`` per pass, two runs sharing each load of the inputs), then their residuals, then the
     gradient entries (``G[b, j, s, i] += sum_l c[j, s, l] X[j, i, l]``, eight rows and two runs per
-    pass: sixteen dot products of length ``L``).  The block's inputs stay in the L2 cache between
-    the two passes, so the data is still read from memory once per iteration.
+    pass: sixteen dot products of length ``L``).  The block's inputs are still in the cache (L2
+    for ``K r`` up to about 500) for the second pass, so the data is read from memory once per
+    iteration.
 
     The sums are the reference's: a pre-activation adds the rows in order ``i = 0, 1, ...``
     (fast-math lets the compiler regroup them and contract products into fused multiply-adds), a
@@ -683,10 +686,13 @@ def fused_gradient(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid: np.nda
     """
     if layout not in ("rows", "blocks"):
         raise ValueError(f"layout = {layout!r}; allowed: 'rows', 'blocks'")
+    if layout == "blocks" and (reference or not pair_runs):
+        raise ValueError("layout = 'blocks' takes neither reference=True (the reference is the row layout's "
+                         "one-sample loop) nor pair_runs=False (the block kernel always pairs runs)")
     n_valid = check_rows(XN, y, W, n_valid)
     if out is None:
         out = np.empty(W.shape)
-    if layout == "blocks" and not reference:
+    if layout == "blocks":
         XB, yB = to_blocks(XN, y)
         return compiled("blocks")(XB, yB, W, n_valid, out)
     fn = compiled("reference" if reference else "gradient")
