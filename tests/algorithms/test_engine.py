@@ -495,3 +495,21 @@ def test_problems_of_different_N_share_a_batch(kernel):
                         progress=False)
     with pytest.raises(ValueError, match=r"share \(N, d, K, r\)"):
         stack_problems(probs)
+
+
+def test_chunks_count_the_padded_sample_blocks(kernel, monkeypatch):
+    """The chunk size counts the memory a problem takes in its kernel's layout: with the sample blocks a
+    problem of N = 20 samples holds a whole block of 256, so a chunk of two padded problems' bytes gets
+    two problems (ten times as many would fit unpadded); the torch kernel and the rows hold N."""
+    from winning_ticket.algorithms import engine, kernels
+
+    probs = _problems(6, N=20, d=24, K=3, r=6)
+    W0 = _starts(probs, 1)
+    sizes = []
+    real = engine._run_chunk
+    monkeypatch.setattr(engine, "_run_chunk", lambda problems, *a, **k: (sizes.append(len(problems)),
+                                                                          real(problems, *a, **k))[1])
+    two_blocks = 2 * kernels.SAMPLE_BLOCK * 3 * 6 * 8
+    engine.run_agd_batched(probs, W0, 0.5, 0.2, max_iter=5, progress=False, max_chunk_bytes=two_blocks)
+    padded = kernel == "fused" and kernels.layout_for(6) == "blocks"
+    assert sizes == ([2, 2, 2] if padded else [6])

@@ -408,7 +408,10 @@ def run_agd_batched(
     kernel = engine_kernel(device, r) if kernel is None else check_kernel(kernel, device, r)
     if max_chunk_bytes is None:
         max_chunk_bytes = (4 << 30) if device.type == "cuda" else (16 << 20)
-    per_problem = N * K * r * 8
+    held = N  # samples held per problem: the fused kernel's sample blocks are zero-padded to whole blocks
+    if kernel == "fused" and kernels.layout_for(r) == "blocks":
+        held = -(-N // kernels.SAMPLE_BLOCK) * kernels.SAMPLE_BLOCK
+    per_problem = held * K * r * 8
     chunk = max(1, min(B, max_chunk_bytes // per_problem))
 
     out_W = np.empty((B, S, r, K))

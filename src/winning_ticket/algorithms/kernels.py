@@ -337,9 +337,9 @@ def to_blocks(XN: np.ndarray, y: np.ndarray, L: int = SAMPLE_BLOCK) -> tuple[np.
     B, N, K, r = XN.shape
     NB = -(-N // L)
     XB = np.zeros((B, NB, K, r, L))
-    padded = np.zeros((B, NB * L, K, r))
-    padded[:, :N] = XN
-    XB[...] = padded.reshape(B, NB, L, K, r).transpose(0, 1, 3, 4, 2)
+    for k in range(NB):  # one block at a time: no padded copy of the whole array
+        block = XN[:, k * L:(k + 1) * L]
+        XB[:, k, :, :, :block.shape[1]] = block.transpose(0, 2, 3, 1)
     yB = np.zeros((B, NB * L))
     yB[:, :N] = y
     return XB, yB
