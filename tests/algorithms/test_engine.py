@@ -513,3 +513,23 @@ def test_chunks_count_the_padded_sample_blocks(kernel, monkeypatch):
     engine.run_agd_batched(probs, W0, 0.5, 0.2, max_iter=5, progress=False, max_chunk_bytes=two_blocks)
     padded = kernel == "fused" and kernels.layout_for(6) == "blocks"
     assert sizes == ([2, 2, 2] if padded else [6])
+
+
+def test_chunk_size_setting(kernel, monkeypatch):
+    """``$WT_CHUNK_BYTES`` sets the CPU chunk when ``max_chunk_bytes`` is not given; bad values are refused."""
+    from winning_ticket.algorithms import engine
+
+    monkeypatch.delenv("WT_CHUNK_BYTES", raising=False)
+    assert engine.engine_chunk_bytes() == engine.CHUNK_BYTES_CPU == 16 << 20
+    for bad in ("0", "-5", "16MiB"):
+        monkeypatch.setenv("WT_CHUNK_BYTES", bad)
+        with pytest.raises(ValueError, match="WT_CHUNK_BYTES = .*allowed: a positive integer"):
+            engine.engine_chunk_bytes()
+    probs = _problems(4, N=300, d=24, K=3, r=6)
+    sizes = []
+    real = engine._run_chunk
+    monkeypatch.setattr(engine, "_run_chunk", lambda problems, *a, **k: (sizes.append(len(problems)),
+                                                                          real(problems, *a, **k))[1])
+    monkeypatch.setenv("WT_CHUNK_BYTES", "1")  # one problem per chunk
+    engine.run_agd_batched(probs, _starts(probs, 1), 0.5, 0.2, max_iter=3, progress=False)
+    assert sizes == [1, 1, 1, 1]

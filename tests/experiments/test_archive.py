@@ -117,32 +117,37 @@ def test_a_chapter_depends_only_on_the_algorithms_it_imports():
 
 
 def test_audit_reruns_with_the_kernel_that_made_the_archive(tmp_path, monkeypatch):
-    """An archive records the engine kernel; the audit re-executes with it (archives made before the
-    fused kernel existed record none and were made by the torch kernel)."""
+    """An archive records the engine kernel and CPU chunk size; the audit re-executes with them
+    (archives made before the fused kernel existed record no kernel and were made by the torch
+    kernel; archives made before the chunk was recorded used 48 MiB chunks)."""
     spec = chapters.get("convergence")
     config = cv.ConvergenceConfig(N=300, d=30, K=2, r_values=(4,), ratio_r_values=(4,), trials=2, profile="smoke")
     monkeypatch.setenv("WT_KERNEL", "torch")
+    monkeypatch.setenv("WT_CHUNK_BYTES", "123456")
     archive.save(spec, spec.run(config, progress=False), root=tmp_path)
     path = tmp_path / "convergence" / "provenance.json"
     prov = json.loads(path.read_text())
-    assert prov["machine"]["engine_kernel"] == "torch"
+    assert prov["machine"]["engine_kernel"] == "torch" and prov["machine"]["engine_chunk_bytes"] == 123456
     seen = []
     real = archive._run_unit
 
     def spy(*args, **kwargs):
         import os
-        seen.append(os.environ["WT_KERNEL"])
+        seen.append((os.environ["WT_KERNEL"], os.environ["WT_CHUNK_BYTES"]))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(archive, "_run_unit", spy)
     monkeypatch.setenv("WT_KERNEL", "fused")
+    monkeypatch.delenv("WT_CHUNK_BYTES")
     assert archive.audit(spec, samples=2, root=tmp_path).ok
-    del prov["machine"]["engine_kernel"]
+    assert seen and set(seen) == {("torch", "123456")}
+    seen.clear()
+    del prov["machine"]["engine_kernel"], prov["machine"]["engine_chunk_bytes"]
     path.write_text(json.dumps(prov))
     assert archive.audit(spec, samples=2, root=tmp_path).ok
-    assert seen and set(seen) == {"torch"}
+    assert seen and set(seen) == {("torch", str(48 << 20))}
     import os
-    assert os.environ["WT_KERNEL"] == "fused"  # restored
+    assert os.environ["WT_KERNEL"] == "fused" and "WT_CHUNK_BYTES" not in os.environ  # restored
 
 
 def test_recertify_accepts_changed_code_only_when_runs_reexecute_exactly(tmp_path, monkeypatch):

@@ -113,6 +113,27 @@ def engine_threads() -> int:
     return int(raw)
 
 
+CHUNK_BYTES_CPU = 16 << 20
+"""Problem data in flight at once on the CPU when ``max_chunk_bytes`` is not given (48 MiB before
+2026-12-03; ``$WT_CHUNK_BYTES`` overrides it).  With the fused kernel a run's bits do not depend on
+the chunk; with the torch kernel they agree to rounding only (a batched product may round
+differently for another batch size), so an archive records the setting and the audit re-executes
+with it."""
+
+CHUNK_BYTES_BEFORE = 48 << 20
+"""The CPU chunk of the archives made before ``engine_chunk_bytes`` was recorded (the audit's default)."""
+
+
+def engine_chunk_bytes() -> int:
+    """``$WT_CHUNK_BYTES`` if set (a positive integer, bytes), else :data:`CHUNK_BYTES_CPU`."""
+    raw = os.environ.get("WT_CHUNK_BYTES", "").strip()
+    if not raw:
+        return CHUNK_BYTES_CPU
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"WT_CHUNK_BYTES = {raw!r}; allowed: a positive integer (bytes)")
+    return int(raw)
+
+
 KERNELS = ("torch", "fused")
 """The engine's gradient kernels: ``torch`` (two batched products; CPU or GPU) and ``fused``
 (:mod:`winning_ticket.algorithms.kernels`; CPU only)."""
@@ -407,7 +428,7 @@ def run_agd_batched(
     device = checked_device(device) if device is not None else default_device()
     kernel = engine_kernel(device, r) if kernel is None else check_kernel(kernel, device, r)
     if max_chunk_bytes is None:
-        max_chunk_bytes = (4 << 30) if device.type == "cuda" else (16 << 20)
+        max_chunk_bytes = (4 << 30) if device.type == "cuda" else engine_chunk_bytes()
     held = N  # samples held per problem: the fused kernel's sample blocks are zero-padded to whole blocks
     if kernel == "fused" and kernels.layout_for(r) == "blocks":
         held = -(-N // kernels.SAMPLE_BLOCK) * kernels.SAMPLE_BLOCK

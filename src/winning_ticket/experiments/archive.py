@@ -80,7 +80,7 @@ def machine() -> dict:
     """The machine a run is on: CPU model and cores, torch and its threads, CUDA device if any."""
     import torch
 
-    from ..algorithms.engine import default_device, engine_threads, kernel_setting
+    from ..algorithms.engine import default_device, engine_chunk_bytes, engine_threads, kernel_setting
 
     cpu = platform.processor() or "unknown"
     try:
@@ -94,6 +94,7 @@ def machine() -> dict:
     return {"device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
             "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
             "engine_threads": engine_threads(), "engine_kernel": kernel_setting(),
+            "engine_chunk_bytes": engine_chunk_bytes(),
             "python": platform.python_version()}
 
 
@@ -367,7 +368,8 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
       time when archived instead, with no minimum per task, and none that took more than
       :data:`QUICK_MAX_SECONDS` (a table with only longer units is left out and named in the report).
     * Each unit is re-executed exactly as it was archived (the same trials in one batch, one
-      engine thread, on the archive's device type) and must equal its rows bit for bit.
+      engine thread, on the archive's device type, with its engine kernel and CPU chunk size) and
+      must equal its rows bit for bit.
     * The archive must hold every (task, trial) of its config's sweeps, no more; the algorithm
       code (:func:`~winning_ticket.experiments.sweep.package_digest`) and each task function must
       be the code that produced it.
@@ -386,8 +388,12 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
     device = prov.get("machine", {}).get("device", "cpu").split(":")[0]
     # the engine kernel that made it (archives from before the fused kernel were made by the torch one)
     kernel = prov.get("machine", {}).get("engine_kernel", "torch")
-    old_device, old_kernel = os.environ.get("WT_DEVICE"), os.environ.get("WT_KERNEL")
-    os.environ["WT_DEVICE"], os.environ["WT_KERNEL"] = device, kernel
+    # and its CPU chunk (the torch kernel's bits can depend on it): archives from before it was recorded used 48 MiB
+    from ..algorithms.engine import CHUNK_BYTES_BEFORE
+
+    chunk = str(prov.get("machine", {}).get("engine_chunk_bytes", CHUNK_BYTES_BEFORE))
+    saved = {name: os.environ.get(name) for name in ("WT_DEVICE", "WT_KERNEL", "WT_CHUNK_BYTES")}
+    os.environ["WT_DEVICE"], os.environ["WT_KERNEL"], os.environ["WT_CHUNK_BYTES"] = device, kernel, chunk
     try:
         for plan in spec.sweeps(result.config):
             recorded = prov.get("task_digests", {}).get(plan.fn.__qualname__)
@@ -456,7 +462,7 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
                         mismatches.append(f"task {k} trial {new_row.get('trial')}: {', '.join(bad)} differ")
                         break
     finally:
-        for name, old in (("WT_DEVICE", old_device), ("WT_KERNEL", old_kernel)):
+        for name, old in saved.items():
             if old is None:
                 os.environ.pop(name, None)
             else:
