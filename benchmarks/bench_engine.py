@@ -34,8 +34,8 @@ printed with them.
 Under each workload's table, the fused gradient kernel by itself on one problem of the
 workload's shape, timed in the same interleaved loop: at the workload's N (the engine's case),
 at N = 200 (the inputs fit in the L2 cache, so memory is out of the way: the ceiling of the
-kernel's arithmetic), and reading float32 inputs and weights (the precision the performance
-issue proposed; measured, not an engine option).  ``benchmarks/ab_kernels.py`` compares the
+kernel's arithmetic), with 64 MB of inputs (they come from memory), and in float32 throughout
+(the precision the performance issue proposed; measured, not an engine option).  ``benchmarks/ab_kernels.py`` compares the
 kernel with the one of any earlier commit.
 
 ``--markdown FILE`` writes the tables as Markdown; ``--update-readme`` replaces the README's
@@ -247,26 +247,29 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
 def kernel_cases(N: int, K: int, r: int, S: int) -> list[tuple[str, object, float]]:
     """The fused gradient kernel by itself on one problem of the workload's shape, in the layout the
     engine takes for this ``r``, as ``(label, function, flop per call)``: float64 at the workload's N
-    (the inputs come from the L3 cache or memory, as in the engine), float64 at N = 200 (the inputs
-    fit in the L2 cache: the kernel's arithmetic ceiling), and, in the row layout, float32 inputs and
-    weights (products rounded to float32, sums in float64; a measurement only, not an engine
-    option).  A call runs the kernel on at least 60,000 samples in all.  The engine's own
-    five-argument call is used (``pair_runs`` left out)."""
+    (the engine's case), at N = 200 (the inputs fit in the L2 cache: the kernel's arithmetic
+    ceiling) and at an N whose inputs take 64 MB (twice the benchmark machine's L3 cache: they come
+    from memory); and float32 throughout at the workload's N (inputs, weights, labels, products and
+    running sums in float32: the kernels compile a float32 version for float32 arrays; a
+    measurement only, not an engine option).  A call runs the kernel on at least 60,000 samples in
+    all.  The engine's own five-argument call is used (``pair_runs`` left out)."""
     rng = np.random.default_rng(0)
     layout = kernels.layout_for(r)
     fn = kernels.compiled("blocks" if layout == "blocks" else "gradient")
+    n_memory = -(-(64 << 20) // (8 * K * r))
     cases = []
-    shapes = [(f"float64, N = {N} (the engine's case)", N, np.float64),
-              ("float64, N = 200 (inputs fit in the L2 cache)", 200, np.float64)]
-    if layout == "rows":
-        shapes.append((f"float32 inputs and weights, float64 sums, N = {N} (measurement only)", N, np.float32))
+    shapes = [(f"float64, N = {N} (the engine's case; inputs {8 * N * K * r / 2**20:.0f} MB)", N, np.float64),
+              ("float64, N = 200 (inputs fit in the L2 cache)", 200, np.float64),
+              (f"float64, N = {n_memory} (inputs 64 MB, from memory)", n_memory, np.float64),
+              (f"float32 throughout, N = {N} (measurement only)", N, np.float32)]
     for label, n, dtype in shapes:
         XN = rng.standard_normal((1, n, K, r)).astype(dtype)
         W = (rng.standard_normal((1, K, S, r)) / np.sqrt(r)).astype(dtype)
-        y = np.abs(rng.standard_normal((1, n)))
+        y = np.abs(rng.standard_normal((1, n))).astype(dtype)
         if layout == "blocks":
             XN, y = kernels.to_blocks(XN, y)
-        nv, G, inner = np.array([n]), np.empty(W.shape), max(1, 60000 // n)
+            XN, y = XN.astype(dtype), y.astype(dtype)
+        nv, G, inner = np.array([n]), np.empty(W.shape, dtype), max(1, 60000 // n)
 
         def call(XN=XN, y=y, W=W, nv=nv, G=G, inner=inner):
             for _ in range(inner):

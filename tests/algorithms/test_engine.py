@@ -220,7 +220,7 @@ def test_device_errors_are_clear(monkeypatch):
     with pytest.raises(ValueError, match="WT_DEVICE"):
         default_device()
     monkeypatch.setenv("WT_THREADS", "zero")
-    with pytest.raises(ValueError, match="WT_THREADS"):
+    with pytest.raises(ValueError, match="WT_THREADS = 'zero'; allowed: a positive integer"):
         engine_threads()
 
 
@@ -373,11 +373,37 @@ def test_blocked_kernel_equals_the_one_sample_loop(kernel):
         fused_gradient(XN, y, W, n, layout="blocks", pair_runs=False)
 
 
+def test_kernels_compile_for_float32_inputs(kernel):
+    """Given float32 arrays, both fused kernels compile a float32 version (products and running sums in
+    float32: what the benchmark measures as the float32 precision; the engine itself passes float64)
+    whose gradients agree with the float64 one-sample loop on the same (rounded) inputs to float32
+    rounding, and differ from it (the sums really are float32)."""
+    from winning_ticket.algorithms.kernels import compiled, fused_gradient, to_blocks
+
+    if kernel != "fused":
+        pytest.skip("the fused kernel's own test")
+    rng = np.random.default_rng(5)
+    for N, r, S in ((300, 9, 2), (600, 100, 3)):
+        XN = rng.standard_normal((2, N, 4, r)).astype(np.float32)
+        y = rng.standard_normal((2, N)).astype(np.float32)
+        W = (rng.standard_normal((2, 4, S, r)) / np.sqrt(r)).astype(np.float32)
+        n = np.array([N, N - 7])
+        plain = fused_gradient(XN.astype(np.float64), y.astype(np.float64), W.astype(np.float64), n, reference=True)
+        XB, yB = to_blocks(XN.astype(np.float64), y.astype(np.float64))
+        for name, args in (("gradient", (XN, y)), ("blocks", (XB.astype(np.float32), yB.astype(np.float32)))):
+            G = compiled(name)(*args, W, n, np.empty(W.shape, np.float32))
+            assert G.dtype == np.float32
+            err = np.max(np.abs(G - plain)) / np.max(np.abs(plain))
+            assert err < 1e-5, (name, N, r, S, err)
+            # float64 sums would give the reference rounded to float32 in (nearly) every entry
+            assert np.mean(G != plain.astype(np.float32)) > 0.3, (name, N, r, S)
+
+
 def test_the_engine_takes_the_layout_for_r(kernel, monkeypatch):
     """With the fused kernel the engine runs the sample-block kernel for r up to ``BLOCKS_MAX_R`` and the
     row kernel above it (the compiled functions it asks for are recorded; under the ``fused-rows``
     parameter ``BLOCKS_MAX_R`` is 0, so the rows at every r), and runs over several sample blocks
-    (N = 600: blocks of 256, 256 and 88) have the torch kernel's status and iteration count, with
+    (N = 2 SAMPLE_BLOCK + 88: three blocks, the last of 88 samples) have the torch kernel's status and iteration count, with
     iterates equal to rounding."""
     from winning_ticket.algorithms import kernels
 
@@ -385,9 +411,10 @@ def test_the_engine_takes_the_layout_for_r(kernel, monkeypatch):
         pytest.skip("the fused kernel's own test")
     real, asked = kernels.compiled, []
     monkeypatch.setattr(kernels, "compiled", lambda name: (asked.append(name), real(name))[1])
-    assert kernels.SAMPLE_BLOCK == 256
-    for r in (6, 70):
-        probs = _problems(2, N=600, d=80, K=3, r=r, noise=0.02)
+    N = 2 * kernels.SAMPLE_BLOCK + 88  # blocks of SAMPLE_BLOCK, SAMPLE_BLOCK and 88 samples
+    assert kernels.layout_for(kernels.BLOCKS_MAX_R) == "blocks" and kernels.layout_for(kernels.BLOCKS_MAX_R + 1) == "rows"
+    for r in (6, 100, 140):  # blocks; blocks (r <= 128); rows
+        probs = _problems(2, N=N, d=150, K=3, r=r, noise=0.02)
         W0 = _starts(probs, 3)
         asked.clear()
         fused = run_agd_batched(probs, W0, [0.5, 0.5, 0.5], [0.2, 0.0, 0.2], max_iter=300, progress=False)
@@ -472,10 +499,15 @@ def test_compiled_step_equals_the_torch_step(kernel):
 
 def test_problems_of_different_N_share_a_batch(kernel):
     """Problems of different N in one call (zero-padded inside, each gradient divided by its own N)
-    run as they do alone: bit for bit with the fused kernel, to rounding with the torch kernel."""
+    run as they do alone: bit for bit with the fused kernel, to rounding with the torch kernel.  With
+    the sample blocks, the batch's blocks are ``SAMPLE_BLOCK`` long (one problem has more samples) and
+    each problem's own are shorter when it runs alone (``block_length``)."""
     from winning_ticket.algorithms.agd import SUCCESS_TOL
+    from winning_ticket.algorithms.kernels import SAMPLE_BLOCK, block_length
 
-    probs = [make_problem(N, 24, 3, 6, 0.0, seed_sequence(32, i)) for i, N in enumerate((97, 30, 150, 45, 250))]
+    sizes = (97, 30, 150, 45, 250, SAMPLE_BLOCK + 50)
+    assert block_length(max(sizes)) == SAMPLE_BLOCK and block_length(97) == 104
+    probs = [make_problem(N, 24, 3, 6, 0.0, seed_sequence(32, i)) for i, N in enumerate(sizes)]
     W0 = _starts(probs, 2)
     both = run_agd_batched(probs, W0, 0.5, [0.2, 0.0], max_iter=1500, progress=False, success_stop=SUCCESS_TOL)
     assert {0, 1} <= set(both.success.ravel().tolist())  # both outcomes occur: the comparison has teeth
@@ -498,21 +530,25 @@ def test_problems_of_different_N_share_a_batch(kernel):
 
 
 def test_chunks_count_the_padded_sample_blocks(kernel, monkeypatch):
-    """The chunk size counts the memory a problem takes in its kernel's layout: with the sample blocks a
-    problem of N = 20 samples holds a whole block of 256, so a chunk of two padded problems' bytes gets
-    two problems (ten times as many would fit unpadded); the torch kernel and the rows hold N."""
+    """The chunk size counts the memory a problem takes in its kernel's layout.  With the sample blocks
+    a problem of ``SAMPLE_BLOCK + 2`` samples holds two whole blocks, so a chunk of four blocks' bytes
+    gets two problems (three would fit unpadded); a problem of N = 20 holds 24 samples (its block is
+    rounded up to eight samples, not to a whole ``SAMPLE_BLOCK``), so six problems' unpadded bytes
+    hold five.  The torch kernel and the rows hold N."""
     from winning_ticket.algorithms import engine, kernels
 
-    probs = _problems(6, N=20, d=24, K=3, r=6)
-    W0 = _starts(probs, 1)
+    padded = kernel == "fused" and kernels.layout_for(6) == "blocks"
+    L = kernels.SAMPLE_BLOCK
     sizes = []
     real = engine._run_chunk
     monkeypatch.setattr(engine, "_run_chunk", lambda problems, *a, **k: (sizes.append(len(problems)),
                                                                           real(problems, *a, **k))[1])
-    two_blocks = 2 * kernels.SAMPLE_BLOCK * 3 * 6 * 8
-    engine.run_agd_batched(probs, W0, 0.5, 0.2, max_iter=5, progress=False, max_chunk_bytes=two_blocks)
-    padded = kernel == "fused" and kernels.layout_for(6) == "blocks"
-    assert sizes == ([2, 2, 2] if padded else [6])
+    for N, budget, blocks, rows in ((L + 2, 4 * L, [2, 2, 2], [3, 3]), (20, 6 * 20, [5, 1], [6])):
+        probs = _problems(6, N=N, d=24, K=3, r=6)
+        sizes.clear()
+        engine.run_agd_batched(probs, _starts(probs, 1), 0.5, 0.2, max_iter=5, progress=False,
+                               max_chunk_bytes=budget * 3 * 6 * 8)
+        assert sizes == (blocks if padded else rows), (N, sizes)
 
 
 def test_chunk_size_setting(kernel, monkeypatch):

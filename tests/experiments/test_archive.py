@@ -128,6 +128,10 @@ def test_audit_reruns_with_the_kernel_that_made_the_archive(tmp_path, monkeypatc
     path = tmp_path / "convergence" / "provenance.json"
     prov = json.loads(path.read_text())
     assert prov["machine"]["engine_kernel"] == "torch" and prov["machine"]["engine_chunk_bytes"] == 123456
+    from winning_ticket.algorithms import kernels  # and what the fused kernel's layouts were
+
+    assert prov["machine"]["engine_blocks_max_r"] == kernels.BLOCKS_MAX_R
+    assert prov["machine"]["numba"] == kernels.numba.__version__
     seen = []
     real = archive._run_unit
 

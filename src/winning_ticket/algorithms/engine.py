@@ -103,14 +103,20 @@ idle machine is at most 2x; parallel work comes from processes (one unit each), 
 do not depend on the choice (tested)."""
 
 
+def _positive_int_setting(name: str, default: int, unit: str = "") -> int:
+    """The environment variable ``name`` as a positive integer, ``default`` when unset or empty, or a
+    ``ValueError`` naming it and the allowed values."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} = {raw!r}; allowed: a positive integer{unit}")
+    return int(raw)
+
+
 def engine_threads() -> int:
     """``$WT_THREADS`` if set (a positive integer), else :data:`ENGINE_THREADS_DEFAULT`."""
-    raw = os.environ.get("WT_THREADS", "").strip()
-    if not raw:
-        return ENGINE_THREADS_DEFAULT
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"WT_THREADS = {raw!r}; allowed: a positive integer")
-    return int(raw)
+    return _positive_int_setting("WT_THREADS", ENGINE_THREADS_DEFAULT)
 
 
 CHUNK_BYTES_CPU = 16 << 20
@@ -126,12 +132,7 @@ CHUNK_BYTES_BEFORE = 48 << 20
 
 def engine_chunk_bytes() -> int:
     """``$WT_CHUNK_BYTES`` if set (a positive integer, bytes), else :data:`CHUNK_BYTES_CPU`."""
-    raw = os.environ.get("WT_CHUNK_BYTES", "").strip()
-    if not raw:
-        return CHUNK_BYTES_CPU
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"WT_CHUNK_BYTES = {raw!r}; allowed: a positive integer (bytes)")
-    return int(raw)
+    return _positive_int_setting("WT_CHUNK_BYTES", CHUNK_BYTES_CPU, " (bytes)")
 
 
 KERNELS = ("torch", "fused")
@@ -431,7 +432,8 @@ def run_agd_batched(
         max_chunk_bytes = (4 << 30) if device.type == "cuda" else engine_chunk_bytes()
     held = N  # samples held per problem: the fused kernel's sample blocks are zero-padded to whole blocks
     if kernel == "fused" and kernels.layout_for(r) == "blocks":
-        held = -(-N // kernels.SAMPLE_BLOCK) * kernels.SAMPLE_BLOCK
+        L = kernels.block_length(N)
+        held = -(-N // L) * L
     per_problem = held * K * r * 8
     chunk = max(1, min(B, max_chunk_bytes // per_problem))
 

@@ -24,8 +24,7 @@ one-sample loop :func:`_fused_gradient_reference`:
   per eight samples;
 * sample blocks (:func:`_fused_gradient_blocks`, for ``r <= BLOCKS_MAX_R``): ``XB (B, NB, K, r, L)``
   from :func:`to_blocks`, the samples of a row contiguous in blocks of ``L``, so the vector lanes
-  run over samples and a short row no longer leaves them idle; a block stays in the L2 cache
-  between its forward and gradient passes.
+  run over samples and a short row no longer leaves them idle.
 
 The engine picks the layout with :func:`layout_for`.  :func:`_agd_step` then takes the AGD step (12) of every run, computes the two
 distances and applies the stopping rule, in one call instead of about thirty small torch
@@ -42,6 +41,10 @@ which kernel made it.
 
 Samples beyond ``n_valid[b]`` are never read, so a zero-padded batch of problems of different
 ``N`` gives bitwise the unpadded gradients.
+
+Precision.  The two kernels compute in their inputs' precision (running sums start from a zero of
+the inputs' type): the engine passes float64; float32 arrays compile a float32 version, which
+``benchmarks/bench_engine.py`` times as the float32 precision (tested to float32 rounding).
 """
 
 from __future__ import annotations
@@ -127,8 +130,9 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
     """
     B, _, K, r = XN.shape
     S = W.shape[2]
-    z = np.empty((8, K, S))
-    c = np.empty((8, K, S))
+    zero = XN.dtype.type(0)  # the inputs' precision: float64 in the engine
+    z = np.empty((8, K, S), XN.dtype)
+    c = np.empty((8, K, S), XN.dtype)
     for b in range(B):
         N = n_valid[b]
         G[b] = 0.0
@@ -147,7 +151,7 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
                 while pair_runs and s + 1 < S:  # runs s and s + 1 together: sixteen dot products
                     u = W[b, j, s]
                     v = W[b, j, s + 1]
-                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
+                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = zero
                     for i in range(r):
                         ui = u[i]
                         vi = v[i]
@@ -194,7 +198,7 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
                     s += 2
                 while s < S:  # a run on its own: eight dot products
                     w = W[b, j, s]
-                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
                     for i in range(r):
                         wi = w[i]
                         a0 += wi * x0[i]
@@ -216,7 +220,7 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
                     s += 1
             for q in range(8):  # residuals times the active indicators
                 for s in range(S):
-                    total = 0.0
+                    total = zero
                     for j in range(K):
                         if z[q, j, s] > 0.0:
                             total += z[q, j, s]
@@ -283,12 +287,12 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
         for n in range(blocked, N):  # the last N mod 8 samples, one at a time
             for j in range(K):
                 for s in range(S):
-                    acc = 0.0
+                    acc = zero
                     for i in range(r):
                         acc += W[b, j, s, i] * XN[b, n, j, i]
                     z[0, j, s] = acc
             for s in range(S):
-                total = 0.0
+                total = zero
                 for j in range(K):
                     if z[0, j, s] > 0.0:
                         total += z[0, j, s]
@@ -309,17 +313,35 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
     return G
 
 
-SAMPLE_BLOCK = 256
-"""Samples per block of :func:`_fused_gradient_blocks`: a block of a problem's inputs (``256 K r``
-numbers, 640 KB at ``K r = 320``) stays in the 1 MB L2 cache of the benchmark machine between the
-kernel's two passes over it up to ``K r`` of about 500 (larger blocks come from the L3 cache)."""
+SAMPLE_BLOCK = 768
+"""Samples per block of :func:`_fused_gradient_blocks` (at most; see :func:`block_length`).  Each of
+a block's rows is a stream of ``8 L`` bytes that the kernel's loops walk eight rows at a time, and
+longer streams ran faster than blocks that fit the L2 cache: kernel alone, N = 3000, K = 5
+(2026-12-03, medians of 7 alternating repetitions), blocks of 768 samples against 256 ran 1.17,
+1.20, 1.30 and 1.46 times as fast at r = 48, 64, 100 and 128 with two runs, 1.11 and 1.23 times at
+r = 48 and 100 with six runs, and 1.05 to 1.21 times at r = 5 to 20; 512 and 1024 (rows 4 and 8 KB
+apart, which share the L1 cache's sets) were slower than 768 in most of these shapes, 640 and 896 no
+faster.  ``benchmarks/bench_engine.py`` times the engine with it."""
 
-BLOCKS_MAX_R = 64
+
+def block_length(N: int) -> int:
+    """The block length of :func:`to_blocks` for a batch whose largest sample count is ``N``:
+    :data:`SAMPLE_BLOCK`, or ``N`` rounded up to a multiple of eight when that is shorter (a batch
+    of small problems is not padded to a whole block).  Either way a problem of ``n`` samples is cut
+    into blocks of ``SAMPLE_BLOCK`` (one block if ``n <= SAMPLE_BLOCK``), so its gradient does not
+    depend on the problems it is batched with (tested bit for bit)."""
+    return min(SAMPLE_BLOCK, -(-N // 8) * 8)
+
+
+BLOCKS_MAX_R = 128
 """The engine's fused path takes the sample-block kernel (:func:`_fused_gradient_blocks`) for ``r`` up
-to this and the row kernel (:func:`_fused_gradient`) above it (``benchmarks/ab_kernels.py``: the
-block kernel alone was 1.24 to 3.3 times the row kernel's speed at the chapters' shapes with r
-from 5 to 64, about as fast at 80 and 100, and slower at 256, where ten runs share each of the row
-kernel's loads)."""
+to this and the row kernel (:func:`_fused_gradient`) above it.  ``benchmarks/ab_kernels.py``: the
+block kernel alone was 1.24 to 3.3 times the row kernel's speed at the chapters' shapes with r from
+5 to 64; a sweep over r with N = 1500, K = 5 and 2, 4 or 10 runs (2026-12-03, kernel alone,
+medians of 5 alternating repetitions) put the block kernel at 0.94 to 1.16 times the row kernel's
+speed for r = 64 to 128 (1.04 to 1.12 at r = 80 to 100) and 0.63 to 0.98 times from r = 160 on,
+where a block of 256 samples (``256 K r`` numbers, 1.6 MB at K r = 800) no longer stays in the 1 MB
+L2 cache between the two passes and the row kernel's loads serve more runs."""
 
 
 def layout_for(r: int) -> str:
@@ -327,14 +349,16 @@ def layout_for(r: int) -> str:
     return "blocks" if r <= BLOCKS_MAX_R else "rows"
 
 
-def to_blocks(XN: np.ndarray, y: np.ndarray, L: int = SAMPLE_BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """The sample-block layout of :func:`_fused_gradient_blocks` from the row layout.
+def to_blocks(XN: np.ndarray, y: np.ndarray, L: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The sample-block layout of :func:`_fused_gradient_blocks` from the row layout, with blocks of
+    ``L`` samples (default :func:`block_length` of ``N``).
 
     ``XN (B, N, K, r)`` becomes ``XB (B, NB, K, r, L)`` with ``XB[b, k, j, i, l]`` the ``i``-th input of
     neuron ``j`` of sample ``k L + l`` (``NB = ceil(N / L)``; the last block is zero-padded), so that a
     row of ``L`` consecutive samples is contiguous; ``y (B, N)`` becomes ``(B, NB L)``, zero-padded.
     """
     B, N, K, r = XN.shape
+    L = block_length(N) if L is None else L
     NB = -(-N // L)
     XB = np.zeros((B, NB, K, r, L))
     for k in range(NB):  # one block at a time: no padded copy of the whole array
@@ -354,9 +378,8 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G):  # pragma: no cover - compiled
     run's pre-activations of all ``L`` samples (``z[j, s, :] += W[b, j, s, i] X[j, i, :]``, eight
     rows ``i`` per pass, two runs sharing each load of the inputs), then their residuals, then the
     gradient entries (``G[b, j, s, i] += sum_l c[j, s, l] X[j, i, l]``, eight rows and two runs per
-    pass: sixteen dot products of length ``L``).  The block's inputs are still in the cache (L2
-    for ``K r`` up to about 500) for the second pass, so the data is read from memory once per
-    iteration.
+    pass: sixteen dot products of length ``L``).  The block's inputs are still in the cache (L2 or
+    L3) for the second pass, so the data is read from memory once per iteration.
 
     The sums are the reference's: a pre-activation adds the rows in order ``i = 0, 1, ...``
     (fast-math lets the compiler regroup them and contract products into fused multiply-adds), a
@@ -367,9 +390,10 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G):  # pragma: no cover - compiled
     """
     B, NB, K, r, L = XB.shape
     S = W.shape[2]
-    z = np.empty((K, S, L))
-    c = np.empty((K, S, L))
-    tot = np.empty(L)
+    zero = XB.dtype.type(0)  # the inputs' precision: float64 in the engine
+    z = np.empty((K, S, L), XB.dtype)
+    c = np.empty((K, S, L), XB.dtype)
+    tot = np.empty(L, XB.dtype)
     r8 = r - r % 8
     for b in range(B):
         N = n_valid[b]
@@ -460,7 +484,7 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G):  # pragma: no cover - compiled
                     while s + 1 < S:  # sixteen dot products: eight rows, two runs
                         ca = c[j, s]
                         cb = c[j, s + 1]
-                        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
+                        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = zero
                         for n in range(m):
                             pa = ca[n]
                             pb = cb[n]
@@ -509,7 +533,7 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G):  # pragma: no cover - compiled
                         s += 2
                     if s < S:
                         ca = c[j, s]
-                        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+                        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
                         for n in range(m):
                             pa = ca[n]
                             a0 += pa * x0[n]
@@ -533,7 +557,7 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G):  # pragma: no cover - compiled
                     x0 = X[i]
                     for s in range(S):
                         cs = c[j, s]
-                        a0 = 0.0
+                        a0 = zero
                         for n in range(m):
                             a0 += cs[n] * x0[n]
                         g[s, i] += a0

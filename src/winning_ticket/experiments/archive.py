@@ -94,8 +94,18 @@ def machine() -> dict:
     return {"device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
             "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
             "engine_threads": engine_threads(), "engine_kernel": kernel_setting(),
-            "engine_chunk_bytes": engine_chunk_bytes(),
+            "engine_chunk_bytes": engine_chunk_bytes(), **_fused_kernel(),
             "python": platform.python_version()}
+
+
+def _fused_kernel() -> dict:
+    """What the engine's fused kernel is here: numba's version and the largest ``r`` that takes its
+    sample-block layout (:func:`winning_ticket.algorithms.kernels.layout_for`); ``None`` without numba."""
+    from ..algorithms import kernels
+
+    if not kernels.available():
+        return {"numba": None, "engine_blocks_max_r": None}
+    return {"numba": kernels.numba.__version__, "engine_blocks_max_r": kernels.BLOCKS_MAX_R}
 
 
 def archive_dir(name: str, root: Path | None = None) -> Path:
