@@ -27,7 +27,8 @@ help:
 	@echo "make notebooks             re-execute the chapters in place (WT_PROFILE=$(WT_PROFILE))"
 	@echo "make benchmark             time the batched engine and the stacked LeNet-5 trainer against plain loops"
 	@echo "make reproduce CHAPTER=x   run a chapter's evidence run into results/x (all chapters without CHAPTER; PROFILE=evidence, WORKERS=2)"
-	@echo "make audit                 re-execute a sample of every archived run and compare exactly"
+	@echo "make audit                 re-execute a sample of every archived run and compare exactly; then check"
+	@echo "                           the engine's mixed precision against the same archives (verdicts only)"
 	@echo "make student-notebooks     copies of the chapters without solutions or outputs, in _build/student-notebooks"
 	@echo "make lab CHAPTER=x         open chapter x in JupyterLab (installs JupyterLab into the venv on first use)"
 
@@ -124,10 +125,12 @@ reproduce: install
 
 audit: install
 	WT_PROGRESS=0 $(PY) tools/audit.py --samples 10 --record
+	WT_PROGRESS=0 $(PY) tools/audit.py --samples 10 --record --precision mixed
 
-# the short audit of `make test`: a few runs per archived chapter
+# the short audit of `make test`: a few runs per archived chapter, and the mixed precision's verdicts on them
 test-audit: install
 	WT_PROGRESS=0 $(PY) tools/audit.py --samples 3 --quick
+	WT_PROGRESS=0 $(PY) tools/audit.py --samples 3 --quick --precision mixed
 
 # --- for teaching ------------------------------------------------------------------------
 student-notebooks: install

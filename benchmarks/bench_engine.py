@@ -21,7 +21,10 @@ One iteration of one run is 4 N r K flops (forward and gradient products).  Vari
   layout with the one-sample loop (the same sums), with blocks of eight samples taking the runs
   one at a time, and with eight samples and two runs at a time; and in its sample-block layout
   (samples along the vector lanes).  The engine takes the sample blocks for ``r`` up to
-  ``kernels.BLOCKS_MAX_R`` and the rows above; the row marked "CPU default" is the one it takes.
+  ``kernels.BLOCKS_MAX_R`` and the rows above; the row marked "CPU default" is the one it takes;
+* ``engine, fused kernel ..., mixed precision``: the engine's option ``precision="mixed"``
+  (float32 gradients until a run's error is below 1e-2 or its steps stall, float64 to finish;
+  its iterates are not float64's, and its verdicts are checked by ``tools/audit.py --precision mixed``).
 
 Every variant runs ``--repeats`` times (the numpy loops: up to 3), interleaved (variant A, B, C,
 then A, B, C again), and the table quotes medians, so a noisy neighbour slows all of them alike.
@@ -142,7 +145,7 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
     subs = [p.sub_inputs() for p in probs]
     out = {}
 
-    def engine(kernel, chunk, variant=None):
+    def engine(kernel, chunk, variant=None, precision="float64"):
         def go():
             saved, saved_max_r = kernels._compiled.get("gradient"), kernels.BLOCKS_MAX_R
             if variant == "blocks":  # the sample-block layout at any r
@@ -155,10 +158,10 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
                 kernels._compiled["gradient"] = lambda XN, y, W, n, G: saved(XN, y, W, n, G, False)
             try:
                 res = run_agd_batched(probs, W0, etas, betas, max_iter=T, tol=0.0, device=device, progress=False,
-                                      record_history=False, kernel=kernel, max_chunk_bytes=chunk)
+                                      record_history=False, kernel=kernel, max_chunk_bytes=chunk, precision=precision)
             finally:
                 kernels._compiled["gradient"], kernels.BLOCKS_MAX_R = saved, saved_max_r
-            out[(kernel + (f" {variant}" if variant else ""), chunk)] = res.W
+            out[(kernel + (f" {variant}" if variant else "") + (" mixed" if precision == "mixed" else ""), chunk)] = res.W
         return go
 
     gemm_a = torch.randn(2048, 2048, dtype=torch.float64)
@@ -195,7 +198,9 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
                      ("engine, fused kernel, rows, eight samples, runs two at a time" + rows,
                       engine("fused", 16 << 20, "rows"), repeats),
                      ("engine, fused kernel, sample blocks (samples along the vector lanes)" + blocks,
-                      engine("fused", 16 << 20, "blocks"), repeats)]
+                      engine("fused", 16 << 20, "blocks"), repeats),
+                     ("engine, fused kernel as the engine lays it out, mixed precision (float32 gradients until a "
+                      "run nears the end; other iterates)", engine("fused", 16 << 20, precision="mixed"), repeats)]
     alone = kernel_cases(N, K, r, S) if device == "cpu" and kernels.available() else []
     gemm_label = "one-thread float64 matrix product, 2048^3"
     extra = [(label, fn, repeats) for label, fn, _ in alone] + [(gemm_label, matrix_product, repeats)]

@@ -57,6 +57,13 @@ def test_the_status_page_reads_the_records(tmp_path, monkeypatch):
     assert rec["ok"] is False and rec["checked"] == 7 and archive.last_audit("landscape") == rec
     assert "**FAILED**: 7 units re-executed" in sp._audit_cell(rec)
     assert archive.last_audit("noise") is None and "not recorded" in sp._audit_cell(None)
+    # and a recorded precision check beside it, different verdicts loudly
+    check = archive.AuditReport(chapter="landscape", checked=3, mismatches=["task 2 trial 1: status differ"],
+                                digest_ok=True, seconds=2.0, precision="mixed", runs=40, drift={"final_error": 2e-6})
+    prec = json.loads(archive.record_audit(check, samples=10, quick=False).read_text())
+    assert archive.last_precision_check("landscape") == prec and prec["rows"] == 40 and prec["drift"] == {"final_error": 2e-6}
+    assert "mixed precision: **different verdicts** in 40 rows of 3 units" in sp._audit_cell(rec, prec)
+    assert archive.last_audit("landscape") == rec  # the audit's own record is untouched
     # notebook execution time from the committed cell metadata
     nb = tmp_path / "x.ipynb"
     nb.write_text(json.dumps({"cells": [

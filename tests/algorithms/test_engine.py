@@ -306,6 +306,159 @@ def test_the_two_kernels_agree_run_by_run(kernel):
     assert np.all(out["fused"][1].W[:, :, 0, :] == 0.0)
 
 
+def test_mixed_precision_keeps_every_runs_verdict(kernel):
+    """Mixed precision (float32 gradients until a run nears the end, float64 to finish): every run
+    (converging, capped, diverging, masked, stopped early, noisy, from starts near and far) ends with
+    the status and success of float64, at nearly the same final error; the float32 phase really ran
+    (the iterates are not float64's bits); a run does not depend on its batch or chunk (bit for bit)."""
+    if kernel != "fused":
+        pytest.skip("mixed precision needs the fused kernel")
+    probs = _problems(3, noise=0.02)
+    clean = _problems(4, N=200, d=30, K=3, r=10)
+    W0 = _starts(probs, 4)
+    mask = np.ones(W0.shape)
+    mask[:, :, 0, :] = 0.0
+    far = np.stack([[initial_point(p.w_star, lam, seed_sequence(3, b)) for lam in (0.3, 1.0, 3.0)]
+                    for b, p in enumerate(clean)])
+    calls = [(probs, W0, dict(eta=[0.5, 0.5, 60.0, 0.5], beta=[0.2, 0.0, 0.2, 0.2], max_iter=700)),
+             (probs, W0 * mask, dict(eta=0.5, beta=0.2, max_iter=3000, mask=mask)),
+             (clean, far, dict(eta=0.5, beta=0.2, max_iter=3000, success_stop=1e-4)),
+             (clean, far, dict(eta=0.5, beta=0.2, max_iter=600))]
+    statuses, successes, differ = set(), set(), 0
+    for ps, W, kw in calls:
+        f64 = run_agd_batched(ps, W, progress=False, precision="float64", **kw)
+        mixed = run_agd_batched(ps, W, progress=False, precision="mixed", **kw)
+        np.testing.assert_array_equal(mixed.status, f64.status)
+        np.testing.assert_array_equal(mixed.success, f64.success)
+        ok = f64.status != RunStatus.DIVERGED
+        np.testing.assert_allclose(mixed.final_error[ok], f64.final_error[ok], rtol=1e-3, atol=1e-9)
+        differ += int(np.any(mixed.W[ok] != f64.W[ok]))
+        statuses |= set(f64.status.ravel().tolist())
+        successes |= set(f64.success.ravel().tolist())
+        if ps is clean:  # the batch and the chunk change no bit
+            for b in (0, 3):
+                alone = run_agd_batched([ps[b]], W[b:b + 1], progress=False, precision="mixed", **kw)
+                np.testing.assert_array_equal(alone.W[0], mixed.W[b])
+                np.testing.assert_array_equal(alone.iterations[0], mixed.iterations[b])
+    assert {RunStatus.CONVERGED, RunStatus.DIVERGED, RunStatus.EARLY_SUCCESS, RunStatus.MAX_ITER} <= statuses
+    assert successes == {True, False} and differ == len(calls)
+
+
+def test_mixed_precision_from_float64_is_float64(kernel, monkeypatch):
+    """With the switch threshold at infinity every run starts in float64: mixed precision then gives
+    float64's iterates, statuses and histories bit for bit (the plumbing adds nothing of its own)."""
+    from winning_ticket.algorithms import engine
+
+    if kernel != "fused":
+        pytest.skip("mixed precision needs the fused kernel")
+    probs = _problems(3, noise=0.02)
+    W0 = _starts(probs, 3)
+    kw = dict(eta=[0.5, 0.5, 60.0], beta=[0.2, 0.0, 0.2], max_iter=500, progress=False)
+    f64 = run_agd_batched(probs, W0, precision="float64", **kw)
+    monkeypatch.setattr(engine, "SWITCH_ERROR", np.inf)
+    mixed = run_agd_batched(probs, W0, precision="mixed", **kw)
+    np.testing.assert_array_equal(mixed.W, f64.W)
+    np.testing.assert_array_equal(mixed.status, f64.status)
+    np.testing.assert_array_equal(mixed.rel_error, f64.rel_error)
+
+
+def test_mixed_precision_decides_convergence_in_float64(kernel, monkeypatch):
+    """Even with the switch thresholds at zero (a run would otherwise stay in float32 to the end), a
+    run is never stopped as converged or as an early success on a float32 gradient: it moves to
+    float64 there and finishes, so noisy runs stop as converged as float64's do, at final errors
+    within 1e-5 relative (the stopping rule's own resolution: float64's AGD and GD runs on one problem
+    differ by about 1e-6).  Removing that rule from ``_agd_step`` made this test fail (statuses
+    differ); ``test_the_compiled_step_keeps_float32_runs_going`` checks the rule itself."""
+    from winning_ticket.algorithms import engine
+
+    if kernel != "fused":
+        pytest.skip("mixed precision needs the fused kernel")
+    probs = _problems(3, noise=0.02)
+    W0 = _starts(probs, 2)
+    kw = dict(eta=0.5, beta=[0.2, 0.0], max_iter=5000, progress=False)
+    f64 = run_agd_batched(probs, W0, precision="float64", **kw)
+    monkeypatch.setattr(engine, "SWITCH_ERROR", 0.0)
+    monkeypatch.setattr(engine, "SWITCH_CHANGE", 0.0)
+    mixed = run_agd_batched(probs, W0, precision="mixed", tol=engine.STOP_TOL, **kw)
+    assert set(f64.status.ravel().tolist()) == {RunStatus.CONVERGED}
+    np.testing.assert_array_equal(mixed.status, f64.status)
+    np.testing.assert_allclose(mixed.final_error, f64.final_error, rtol=1e-5)
+
+
+def test_the_compiled_step_keeps_float32_runs_going(kernel):
+    """The compiled step on hand-made states: where the stopping rule says converged (no change) or
+    early success, a run in its float32 phase is not stopped but moves to float64 (at the cap it
+    stops as capped); a float64 run stops; a float32 run moves to float64 below the switch error or
+    change; with ``low=None`` the statuses are those of the float64 runs."""
+    from winning_ticket.algorithms.engine import STATUS_CODES
+    from winning_ticket.algorithms.kernels import compiled
+
+    if kernel != "fused":
+        pytest.skip("the fused path's compiled step")
+    step = compiled("step")
+    S, r = 4, 3
+    Ws = np.ones((1, 1, r))
+
+    def run(low, tol, success_stop, t, max_iter=100, G=0.0, switch=(0.0, 0.0)):
+        W = np.full((1, 1, S, r), 1.0 + 1e-3)  # error 1e-3, no change (G = 0, no momentum)
+        status, iters, err = np.zeros((1, S), np.int64), np.zeros((1, S), np.int64), np.ones((1, S))
+        Gs = np.full(W.shape, G)
+        step(W, W.copy(), Gs, Gs, False, np.full((1, S), 0.1), np.zeros((1, S)), Ws[:, :, :], np.array([np.sqrt(r)]),
+             err, status, iters, np.empty((0, 0, 0)), False, t, max_iter, tol, success_stop, 1e6, STATUS_CODES,
+             np.empty(W.shape), low, *switch)
+        return status[0].tolist()
+
+    low = lambda: np.array([[True, False, True, False]])  # noqa: E731
+    for tol, success in ((1e-8, -1.0), (0.0, 0.1)):  # converged; early success
+        stop = STATUS_CODES[0] if tol > 0 else STATUS_CODES[2]
+        flags = low()
+        assert run(flags, tol, success, t=5) == [0, stop, 0, stop] and not flags.any()
+        assert run(low(), tol, success, t=99) == [STATUS_CODES[3], stop, STATUS_CODES[3], stop]
+        assert run(None, tol, success, t=5) == [stop] * S
+    flags = low()  # no stop due: a float32 run moves only below a switch threshold
+    assert run(flags, 0.0, -1.0, t=5, G=1e-3, switch=(1e-4, 1e-9)) == [0] * S and flags.tolist() == low().tolist()
+    assert run(flags, 0.0, -1.0, t=5, G=1e-3, switch=(1e-2, 1e-9)) == [0] * S and not flags.any()
+    flags = low()
+    assert run(flags, 0.0, -1.0, t=5, G=1e-3, switch=(1e-4, 1e-2)) == [0] * S and not flags.any()
+
+
+def test_mixed_precision_runs_do_not_depend_on_their_batch(kernel):
+    """In mixed precision a problem's runs are bit for bit the same alone, in a zero-padded batch of
+    problems of different N, and one problem per chunk (each run's precision is its own)."""
+    if kernel != "fused":
+        pytest.skip("mixed precision needs the fused kernel")
+    probs = [make_problem(N, 24, 3, 6, 0.02, seed_sequence(33, i)) for i, N in enumerate((97, 250, 820))]
+    W0 = _starts(probs, 3)
+    kw = dict(eta=[0.5, 0.5, 0.5], beta=[0.2, 0.0, 0.2], max_iter=1500, progress=False, precision="mixed")
+    batch = run_agd_batched(probs, W0, **kw)
+    chunks = run_agd_batched(probs, W0, max_chunk_bytes=1, **kw)
+    np.testing.assert_array_equal(chunks.W, batch.W)
+    for b, p in enumerate(probs):
+        alone = run_agd_batched([p], W0[b:b + 1], **kw)
+        np.testing.assert_array_equal(alone.W[0], batch.W[b])
+        np.testing.assert_array_equal(alone.rel_error[0], batch.rel_error[b, :, :alone.rel_error.shape[2]])
+
+
+def test_precision_errors_are_clear(kernel, monkeypatch):
+    from winning_ticket.algorithms import engine
+
+    probs = _problems(1)
+    W0 = _starts(probs, 1)
+    with pytest.raises(ValueError, match="precision = 'half'; allowed: 'float64', 'mixed'"):
+        run_agd_batched(probs, W0, progress=False, precision="half")
+    with pytest.raises(ValueError, match="precision = 'mixed' needs the fused kernel"):
+        run_agd_batched(probs, W0, progress=False, precision="mixed", kernel="torch")
+    monkeypatch.setenv("WT_PRECISION", "float16")
+    with pytest.raises(ValueError, match="WT_PRECISION = 'float16'; allowed: 'float64', 'mixed'"):
+        engine.precision_setting()
+    monkeypatch.setenv("WT_PRECISION", "mixed")
+    assert engine.precision_setting() == "mixed"
+    if kernel == "fused":  # the setting is the default
+        a = run_agd_batched(probs, W0, max_iter=50, progress=False)
+        b = run_agd_batched(probs, W0, max_iter=50, progress=False, precision="mixed")
+        np.testing.assert_array_equal(a.W, b.W)
+
+
 def test_kernel_choice_errors_are_clear(monkeypatch):
     from winning_ticket.algorithms import engine, kernels
 

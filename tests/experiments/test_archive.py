@@ -192,3 +192,32 @@ def test_quick_audit_leaves_out_long_units_and_says_so(archived, monkeypatch):
     assert "left out of the quick audit" in report.line()
     full = archive.audit(spec, samples=3, root=root)
     assert full.checked >= 3 and not full.skipped
+
+
+def test_precision_check_compares_the_verdicts(archived, tmp_path, monkeypatch):
+    """The precision check re-executes units in mixed precision and compares only the verdicts: the
+    archive passes it (with some drift in the errors, and a changed algorithm digest is not a problem
+    for it); one flipped status or success fails it, naming the run and the column; a chapter's
+    verdict columns are status, success and the flags, never iterations or errors."""
+    spec, result, root = archived
+    report = archive.audit(spec, samples=100, root=root, precision="mixed")
+    assert report.ok and report.runs == len(result.runs) + len(result.ratio_runs)
+    assert report.drift.get("final_error", 0.0) > 0.0  # the float32 phase ran
+    assert "re-executed in mixed precision, verdicts as archived" in report.line()
+    monkeypatch.setattr(archive, "package_digest", lambda *modules: "changed")
+    assert archive.audit(spec, samples=1, root=root, precision="mixed").ok
+    monkeypatch.undo()
+    runs = result.runs.copy()
+    flip = runs.index[runs["success"]][0]
+    runs.loc[flip, "success"] = False
+    archive.save(spec, cv.ConvergenceResult(config=result.config, runs=runs, ratio_runs=result.ratio_runs), root=tmp_path)
+    bad = archive.audit(spec, samples=100, root=tmp_path, precision="mixed")
+    assert not bad.ok and any("success differ (success False -> True, " in m and "iterations " in m and "final_error" in m
+                              for m in bad.mismatches) and "verdicts differ" in bad.line()
+    path = archive.record_audit(bad, samples=100, quick=False, root=tmp_path)
+    record = json.loads(path.read_text())
+    assert path.name == "precision_check.json" and record["precision"] == "mixed" and not record["ok"]
+    assert [c for c in ("status", "success", "flagged", "recovered", "success_tensor") if not archive.verdict_column(c)] == []
+    assert not any(archive.verdict_column(c) for c in ("iterations", "final_error", "iterations_tensor", "trial"))
+    with pytest.raises(ValueError, match="precision = 'half'"):
+        archive.audit(spec, samples=1, root=root, precision="half")

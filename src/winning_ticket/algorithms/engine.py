@@ -37,6 +37,12 @@ see the README).  ``kernel="torch"`` (or ``$WT_KERNEL=torch``)
 selects the two batched products above, which a GPU always uses.  The two agree to rounding
 (tested), and an archive records the setting that made it.
 
+Precision.  Float64 throughout by default.  ``precision="mixed"`` (or ``$WT_PRECISION=mixed``;
+fused kernel only) computes each run's gradients in float32 until the run nears the end and in
+float64 to finish, with the step and every stopping decision in float64 (:data:`PRECISIONS`).
+Its iterates are not float64's; its verdicts are checked against the float64 archive
+(``tools/audit.py --precision mixed``), and an archive records the precision that made it.
+
 Sizes.  The problems of one call may have different ``N`` (a column of a sample-size sweep):
 a chunk is zero-padded to its largest ``N`` and each problem's gradient is divided by its own, so
 a run does not depend on what it is batched with (bit for bit with the fused kernel).
@@ -146,6 +152,37 @@ rows; with the sample-block layout (:func:`~winning_ticket.algorithms.kernels.la
 engine's fused path ran the benchmark's ``short`` workload (the Noise chapter's shape, r = 10) 2.5
 times as fast as the torch kernel (``benchmarks/bench_engine.py``; README), and 2.5 to 5 times in
 scratch runs at r = 5 to 20."""
+
+
+PRECISIONS = ("float64", "mixed")
+"""The engine's arithmetic: ``float64`` throughout (the default, and every archive's), or ``mixed``
+(fused kernel only): each run's gradient in float32 (inputs, weights and sums; the kernels'
+float32 versions) until the run nears the end, then in float64 to finish (:data:`SWITCH_ERROR`,
+:data:`SWITCH_CHANGE`); the step, the distances and the stopping rule are always float64, and a run
+is never stopped as converged or as an early success on a float32 gradient
+(:func:`~winning_ticket.algorithms.kernels._agd_step`).  The iterates differ from float64's (the
+float32 phase follows the problem with its inputs rounded to float32); the verdicts are checked
+against the float64 archive on a sample of the units of every chapter that uses the engine
+(``tools/audit.py --precision mixed``).  A run whose float32 phase reaches the iteration cap
+stops as capped even where the stopping rule would have called it converged at that last
+iteration (rare: the switch comes at 1000 times the rule's threshold)."""
+
+SWITCH_ERROR = 1e-2
+"""Mixed precision: a run moves to float64 once its relative error is below this (100 times
+:data:`~winning_ticket.algorithms.agd.SUCCESS_TOL`, so an early-success decision is never near)."""
+
+SWITCH_CHANGE = 1e-5
+"""Mixed precision: or once its relative change per step is below this (1000 times
+:data:`~winning_ticket.algorithms.agd.STOP_TOL`; or 1000 times the run's ``tol`` if larger): a run
+that stalls, at a local minimum or at the float32 problem's own minimizer, finishes in float64."""
+
+
+def precision_setting() -> str:
+    """``$WT_PRECISION`` if set (``float64`` or ``mixed``), else ``float64``."""
+    raw = os.environ.get("WT_PRECISION", "").strip() or "float64"
+    if raw not in PRECISIONS:
+        raise ValueError(f"WT_PRECISION = {raw!r}; allowed: " + ", ".join(repr(p) for p in PRECISIONS))
+    return raw
 
 
 def kernel_setting() -> str:
@@ -370,6 +407,7 @@ def run_agd_batched(
     success_stop: float | None = None,
     mask: np.ndarray | None = None,
     kernel: str | None = None,
+    precision: str | None = None,
 ) -> BatchResult:
     """Run AGD on ``B`` problems with ``S`` starting points each, all at once.
 
@@ -401,6 +439,8 @@ def run_agd_batched(
       is 0; those weights then stay exactly zero.
     * ``kernel``: ``"fused"``, ``"torch"`` or ``"auto"`` (default: :func:`kernel_setting`,
       resolved by :func:`check_kernel`).
+    * ``precision``: ``"float64"`` or ``"mixed"`` (default: :func:`precision_setting`; see
+      :data:`PRECISIONS`); ``"mixed"`` needs the fused kernel.
     """
     B = len(problems)
     if B == 0:
@@ -428,13 +468,21 @@ def run_agd_batched(
         success_stop = check_real("success_stop", success_stop, 0.0, low_open=True)
     device = checked_device(device) if device is not None else default_device()
     kernel = engine_kernel(device, r) if kernel is None else check_kernel(kernel, device, r)
+    what = "precision"
+    if precision is None:
+        precision, what = precision_setting(), "WT_PRECISION"
+    if precision not in PRECISIONS:
+        raise ValueError(f"{what} = {precision!r}; allowed: " + ", ".join(repr(p) for p in PRECISIONS))
+    if precision == "mixed" and kernel != "fused":
+        raise ValueError(f"{what} = 'mixed' needs the fused kernel (CPU, numba); the kernel here is {kernel!r} "
+                         "(use precision='float64', or the CPU with kernel 'fused' or 'auto')")
     if max_chunk_bytes is None:
         max_chunk_bytes = (4 << 30) if device.type == "cuda" else engine_chunk_bytes()
     held = N  # samples held per problem: the fused kernel's sample blocks are zero-padded to whole blocks
     if kernel == "fused" and kernels.layout_for(r) == "blocks":
         L = kernels.block_length(N)
         held = -(-N // L) * L
-    per_problem = held * K * r * 8
+    per_problem = held * K * r * (12 if precision == "mixed" else 8)  # mixed: a float32 copy beside the float64
     chunk = max(1, min(B, max_chunk_bytes // per_problem))
 
     out_W = np.empty((B, S, r, K))
@@ -448,7 +496,7 @@ def run_agd_batched(
             sl = slice(start, min(B, start + chunk))
             res = _run_chunk(
                 problems[sl], W0[sl], etas[sl], betas[sl], max_iter, tol, record_history, device, bar, success_stop,
-                None if masks is None else masks[sl], kernel,
+                None if masks is None else masks[sl], kernel, precision == "mixed",
             )
             out_W[sl], out_it[sl], out_status[sl], out_err[sl] = res[:4]
             if hist is not None:
@@ -509,7 +557,7 @@ STATUS_CODES = np.array([RunStatus.CONVERGED, RunStatus.DIVERGED, RunStatus.EARL
 
 
 def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device, bar, success_stop, masks=None,
-               kernel="torch"):
+               kernel="torch", mixed=False):
     """AGD on one chunk of problems.
 
     All per-run state lives in "active" tensors; a problem whose runs have all stopped
@@ -527,6 +575,10 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
         check_inputs = kernels.check_blocks if layout == "blocks" else kernels.check_rows
         gradient_fn = kernels.compiled("blocks" if layout == "blocks" else "gradient")
         step_fn = kernels.compiled("step")
+        # the rows kernel takes pair_runs before active: the engine's call with a skip list
+        skipping = (lambda *a: gradient_fn(*a[:5], a[5])) if layout == "blocks" else (lambda *a: gradient_fn(*a[:5], True, a[5]))
+        if mixed:  # the inputs in float32 too, for the runs' float32 phase
+            XN32, y32 = XN.astype(np.float32), y_rows.astype(np.float32)
     else:
         XT, y, w_star = stack_problems(problems, device, pad=True)
         b, K, r, N = XT.shape
@@ -576,17 +628,31 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
                 beta.view(-1, S).numpy(), Ws[:, :, 0].numpy(), ws_norm[:, 0].numpy(), err.numpy(), status.numpy(),
                 iters.numpy(), hist.numpy() if hist is not None else np.empty((0, 0, 0)))
 
+    low = None  # mixed precision: the runs whose gradient is still float32
     if XT is None:
         state = fused_state()
+        if mixed:
+            low = err.numpy() >= SWITCH_ERROR
+    switch_change = SWITCH_CHANGE * max(1.0, tol / STOP_TOL)  # 1000 tol for a tol above the default
     check_every = 1 if device.type == "cpu" else 16
     for t in range(max_iter):
         # [engine-iteration] one iteration for every run of the batch, shown on the Reproducing page
         if XT is None:  # fused kernel: one pass over the samples, then the step and the stopping rule, compiled
             Wn, Wp, Mn, et, bt, Wsn, wsn, errn, stn, itn, hn = state
-            G = gradient_fn(XN, y_rows, Wn, n_valid, np.empty(Wn.shape))
+            if low is None:
+                G = gradient_fn(XN, y_rows, Wn, n_valid, np.empty(Wn.shape))
+            else:  # each running run's gradient in its own precision; a problem's pass only where needed
+                running = stn == 0
+                need32, need64 = (low & running).any(axis=1), (~low & running).any(axis=1)
+                G = np.empty(Wn.shape)
+                if need64.any():
+                    skipping(XN, y_rows, Wn, n_valid, G, need64)
+                if need32.any():
+                    G32 = skipping(XN32, y32, Wn.astype(np.float32), n_valid, np.empty(Wn.shape, np.float32), need32)
+                    np.copyto(G, G32, where=low[:, None, :, None])  # the float32 runs' rows
             finished = step_fn(Wn, Wp, G, G if Mn is None else Mn, Mn is not None, et, bt, Wsn, wsn, errn, stn, itn, hn,
                                hist is not None, t, max_iter, tol, -1.0 if success_stop is None else success_stop,
-                               DIVERGENCE_ERROR, STATUS_CODES, np.empty(Wn.shape))
+                               DIVERGENCE_ERROR, STATUS_CODES, np.empty(Wn.shape), low, SWITCH_ERROR, switch_change)
         else:  # two batched products, then the step and the stopping rule (_step)
             ZT, e = _forward(XT, W, y)
             G = _grad(XT, ZT, e, n)
@@ -605,6 +671,8 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
                 if XT is None:
                     keep_np = alive.numpy()
                     XN, y_rows, n_valid = XN[keep_np], y_rows[keep_np], n_valid[keep_np]
+                    if low is not None:
+                        XN32, y32, low = XN32[keep_np], y32[keep_np], low[keep_np]
                 else:
                     XT, y = XT[alive], y[alive]
                     n = n[alive] if n is not None else None

@@ -43,8 +43,9 @@ Samples beyond ``n_valid[b]`` are never read, so a zero-padded batch of problems
 ``N`` gives bitwise the unpadded gradients.
 
 Precision.  The two kernels compute in their inputs' precision (running sums start from a zero of
-the inputs' type): the engine passes float64; float32 arrays compile a float32 version, which
-``benchmarks/bench_engine.py`` times as the float32 precision (tested to float32 rounding).
+the inputs' type): the engine passes float64, and float32 copies for the float32 phase of its
+mixed precision (``engine.PRECISIONS``); float32 arrays compile a float32 version (tested to
+float32 rounding).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def _fused_gradient_reference(XN, y, W, n_valid, G):  # pragma: no cover - compi
     return G
 
 
-def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover - compiled by numba, tested through the wrapper
+def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True, active=None):  # pragma: no cover - compiled by numba, tested through the wrapper
     """The kernel: :func:`_fused_gradient_reference` with the samples taken eight at a time and the
     runs two at a time.
 
@@ -126,7 +127,9 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
     whether it is paired (its position among its problem's ``S`` runs), never on other problems
     or the chunk.  A contribution with ``c = 0`` is added as ``0 * x`` (the reference skips it),
     which changes no bit for finite inputs.  The samples left over after the last full block of
-    eight take the reference's loop.
+    eight take the reference's loop.  ``active``: optional ``(B,)`` booleans; a problem with
+    ``False`` is skipped and its ``G[b]`` left as it was (the engine's mixed precision computes a
+    problem's float32 and float64 gradients only where one of its runs needs them).
     """
     B, _, K, r = XN.shape
     S = W.shape[2]
@@ -134,6 +137,8 @@ def _fused_gradient(XN, y, W, n_valid, G, pair_runs=True):  # pragma: no cover -
     z = np.empty((8, K, S), XN.dtype)
     c = np.empty((8, K, S), XN.dtype)
     for b in range(B):
+        if active is not None and not active[b]:  # skipped: G[b] is left as it was
+            continue
         N = n_valid[b]
         G[b] = 0.0
         blocked = N - N % 8
@@ -369,7 +374,7 @@ def to_blocks(XN: np.ndarray, y: np.ndarray, L: int | None = None) -> tuple[np.n
     return XB, yB
 
 
-def _fused_gradient_blocks(XB, y, W, n_valid, G):  # pragma: no cover - compiled by numba, tested through the wrapper
+def _fused_gradient_blocks(XB, y, W, n_valid, G, active=None):  # pragma: no cover - compiled by numba, tested through the wrapper
     """:func:`_fused_gradient_reference` with the samples along the vector lanes, for short rows.
 
     With ``r`` below a few vector widths the row kernel's dot products along ``i`` are short and
@@ -386,7 +391,7 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G):  # pragma: no cover - compiled
     gradient entry adds the blocks in order and each block's ``L`` samples as a vector reduction;
     the result agrees with the reference to rounding (tested to 1e-14 relative), does not depend on
     other problems or the chunk, and can depend on whether a run is paired.  Samples beyond
-    ``n_valid[b]`` are never read.
+    ``n_valid[b]`` are never read.  ``active``: as in :func:`_fused_gradient`.
     """
     B, NB, K, r, L = XB.shape
     S = W.shape[2]
@@ -396,6 +401,8 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G):  # pragma: no cover - compiled
     tot = np.empty(L, XB.dtype)
     r8 = r - r % 8
     for b in range(B):
+        if active is not None and not active[b]:  # skipped: G[b] is left as it was
+            continue
         N = n_valid[b]
         G[b] = 0.0
         for blk in range(NB):
@@ -570,7 +577,8 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G):  # pragma: no cover - compiled
 
 
 def _agd_step(W, W_prev, G, M, masked, eta, beta, Ws, ws_norm, err, status, iters, hist, recording, t, max_iter,
-              tol, success_stop, divergence, codes, W_next):  # pragma: no cover - compiled by numba
+              tol, success_stop, divergence, codes, W_next, low=None, switch_error=0.0,
+              switch_change=0.0):  # pragma: no cover - compiled by numba
     """One iteration of every running run after its gradient: the AGD step (12), the two distances,
     and the stopping rule, in place.  What the engine's torch path (``engine._step``) computes.
 
@@ -584,6 +592,12 @@ def _agd_step(W, W_prev, G, M, masked, eta, beta, Ws, ws_norm, err, status, iter
       ``success_stop > 0``, ``err_next < success_stop`` and the error fell, at the cap on the last
       iteration; any other run stops as diverged.  ``codes``: the status codes (converged,
       diverged, early success, cap).  ``hist[b, s, t + 1]`` gets ``err_next`` (NaN if diverged).
+
+    * Mixed precision (``low``, ``(B, S)`` booleans: the runs whose gradient was computed in
+      float32): such a run moves to float64 (``low`` set to ``False``) once ``err_next <
+      switch_error`` or ``change < switch_change``, and it never stops as converged or as an early
+      success while in float32: where the rule would stop it, it moves to float64 instead and goes on
+      (at the cap it stops as capped), so those decisions are always taken on float64 gradients.
 
     Arrays: ``W, W_prev, G, M, W_next (B, K, S, r)``, ``eta, beta, err (B, S)``, ``status, iters
     (B, S)`` int64, ``Ws (B, K, r)``, ``ws_norm (B,)``, ``hist (B, S, T)``.  Returns the number of
@@ -630,6 +644,12 @@ def _agd_step(W, W_prev, G, M, masked, eta, beta, Ws, ws_norm, err, status, iter
                     stop = codes[2]
                 elif t == max_iter - 1:
                     stop = codes[3]
+                if low is not None and low[b, s]:
+                    if stop == codes[0] or stop == codes[2]:  # decided on float64 gradients only
+                        stop = codes[3] if t == max_iter - 1 else 0
+                        low[b, s] = False
+                    elif err_next < switch_error or change < switch_change:
+                        low[b, s] = False
             else:
                 stop = codes[1]
             status[b, s] = stop

@@ -80,7 +80,7 @@ def machine() -> dict:
     """The machine a run is on: CPU model and cores, torch and its threads, CUDA device if any."""
     import torch
 
-    from ..algorithms.engine import default_device, engine_chunk_bytes, engine_threads, kernel_setting
+    from ..algorithms.engine import default_device, engine_chunk_bytes, engine_threads, kernel_setting, precision_setting
 
     cpu = platform.processor() or "unknown"
     try:
@@ -94,7 +94,7 @@ def machine() -> dict:
     return {"device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
             "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
             "engine_threads": engine_threads(), "engine_kernel": kernel_setting(),
-            "engine_chunk_bytes": engine_chunk_bytes(), **_fused_kernel(),
+            "engine_chunk_bytes": engine_chunk_bytes(), "engine_precision": precision_setting(), **_fused_kernel(),
             "python": platform.python_version()}
 
 
@@ -210,6 +210,8 @@ class Archived:
         where = m["gpu"] or (f"{m['cpu']}, {workers} worker process{'es' if workers != 1 else ''} x {m['engine_threads']} "
                              f"thread" if isinstance(workers, int) else f"{m['cpu']}, a Dask cluster")
         trials = f", {p['trials_per_cell']} trials per cell" if p.get("trials_per_cell") else ""
+        if m.get("engine_precision") == "mixed":
+            where += " (mixed precision)"
         return (f"Archived evidence run: profile '{p['profile']}'{trials}; {where}; {p['wall_seconds'] / 60:.0f} min "
                 f"({p['compute_seconds'] / 60:.0f} min of computation) on {p['date'][:10]}; commit {p['git_commit'][:7]}"
                 + (" with uncommitted source changes" if p["git_commit"].endswith("+dirty-src") else "") + ".")
@@ -262,6 +264,13 @@ class AuditReport:
     """Whether the algorithm code's digest differs from the archive's (one of the problems listed)."""
     skipped: tuple[str, ...] = ()
     """Tables the quick audit left out (all their units took longer than :data:`QUICK_MAX_SECONDS`)."""
+    precision: str | None = None
+    """``None``: the audit proper (bit for bit, with the archive's settings); ``"mixed"``: the precision
+    check (the units re-executed in mixed precision, their verdicts compared)."""
+    runs: int = 0
+    """Rows compared."""
+    drift: dict = dataclasses.field(default_factory=dict)
+    """The precision check: each other numeric column's largest relative difference from the archive."""
 
     @property
     def ok(self) -> bool:
@@ -274,6 +283,11 @@ class AuditReport:
         fix = [] if self.ok else [f"regenerate it with `make reproduce CHAPTER={self.chapter}`"]
         left = (f" (left out of the quick audit, units too long: {', '.join(self.skipped)}; `make audit` re-executes them)"
                 if self.skipped else "")
+        if self.precision is not None:
+            flips = any(" differ (" in m for m in self.mismatches)
+            return (f"{self.chapter}: {status}: {self.checked} archived units ({self.runs} rows) re-executed in "
+                    f"{self.precision} precision, verdicts {'differ' if flips else 'as archived'} ({self.seconds:.0f} s)"
+                    f"{left}" + ("; " + "; ".join(self.mismatches[:4]) if not self.ok else ""))
         return (f"{self.chapter}: {status}: {self.checked} archived units re-executed"
                 f" ({self.seconds:.0f} s){left}" + ("; " + "; ".join(self.mismatches[:4] + fix) if not self.ok else ""))
 
@@ -317,17 +331,26 @@ def recertify(spec, report: AuditReport, *, samples: int, quick: bool, root: Pat
 AUDIT_RECORD = "audit.json"
 """The file in a chapter's archive that records its last audit (written by ``make audit``)."""
 
+PRECISION_RECORD = "precision_check.json"
+"""The file in a chapter's archive that records its last precision check (``tools/audit.py --precision mixed --record``)."""
+
 
 def record_audit(report: AuditReport, *, samples: int, quick: bool, root: Path | None = None) -> Path:
-    """Store ``report`` as the chapter's last audit (``results/<chapter>/audit.json``, written atomically).
+    """Store ``report`` as the chapter's last audit (``results/<chapter>/audit.json``, written atomically),
+    or, for a precision check, as its last precision check (``precision_check.json``, with the rows
+    compared and the drift of the other columns).
 
     Re-archiving a chapter replaces its directory, so a record always belongs to the archive beside it.
     """
-    target = archive_dir(report.chapter, root) / AUDIT_RECORD
+    target = archive_dir(report.chapter, root) / (AUDIT_RECORD if report.precision is None else PRECISION_RECORD)
     record = {"chapter": report.chapter, "ok": report.ok, "checked": report.checked, "samples": samples,
               "quick": quick, "seconds": round(report.seconds, 1), "mismatches": report.mismatches[:10],
               "git_commit": _git_commit(), "machine": machine(),
               "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if report.precision is not None:  # what the check re-executed with (machine() reads the restored environment)
+        record["machine"].update(device="cpu", gpu=None, engine_kernel="fused", engine_precision=report.precision)
+        record.update(precision=report.precision, rows=report.runs,
+                      drift={c: float(f"{v:.3g}") for c, v in sorted(report.drift.items()) if v > 0})
     return _write_json_atomic(target, record)
 
 
@@ -347,6 +370,12 @@ def _write_json_atomic(path: Path, obj) -> Path:
 def last_audit(name: str, root: Path | None = None) -> dict | None:
     """The chapter's last recorded audit (:func:`record_audit`), or ``None``."""
     path = archive_dir(name, root) / AUDIT_RECORD
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def last_precision_check(name: str, root: Path | None = None) -> dict | None:
+    """The chapter's last recorded precision check (:func:`record_audit` of a mixed-precision report), or ``None``."""
+    path = archive_dir(name, root) / PRECISION_RECORD
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -370,7 +399,18 @@ QUICK_MAX_SECONDS = 90.0
 """The quick audit leaves out units that took longer than this when archived (``make audit`` covers them)."""
 
 
-def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quick: bool = False) -> AuditReport:
+def verdict_column(name: str) -> bool:
+    """Whether a result column holds a run's verdict (what the precision check compares): its stopping
+    status, its success, a flag of the initialization or a recovered support."""
+    return name in ("status", "success", "flagged", "recovered") or name.startswith("success_")
+
+
+def _iteration_column(name: str) -> bool:
+    return name.startswith("iterations") or name in ("history", "rounds")
+
+
+def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quick: bool = False,
+          precision: str | None = None) -> AuditReport:
     """Re-execute archived units of work and compare them exactly; check the archive is whole and current.
 
     * ``samples`` units per chapter: a seeded sample with at least one unit per task;
@@ -383,17 +423,25 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
     * The archive must hold every (task, trial) of its config's sweeps, no more; the algorithm
       code (:func:`~winning_ticket.experiments.sweep.package_digest`) and each task function must
       be the code that produced it.
+
+    ``precision="mixed"`` makes it the precision check instead: the same units, re-executed with the
+    fused kernel in mixed precision (:data:`~winning_ticket.algorithms.engine.PRECISIONS`), must
+    give every run the archived verdict (:func:`verdict_column`: status, success, flags); the
+    iterates, iteration counts and errors may differ, and each numeric column's largest relative
+    difference is reported as ``drift``.  Changed algorithm code is not a problem for it.
     """
     samples = check_int("samples", samples, 1)
+    if precision not in (None, "mixed"):
+        raise ValueError(f"precision = {precision!r}; allowed: None (the audit) or 'mixed' (the precision check)")
     start = time.perf_counter()
     arch = load(spec, root)
     prov, result = arch.provenance, arch.result
     problems = []
     modules = chapter_algorithms(spec)
     algorithm_changed = prov["source_digest"] != package_digest(modules)
-    if algorithm_changed:
+    if algorithm_changed and precision is None:
         problems.append(ALGORITHM_CHANGED.format(modules=", ".join(modules)))
-    mismatches, checked, skipped = [], 0, []
+    mismatches, checked, skipped, runs, drift = [], 0, [], 0, {}
     rng = np.random.default_rng(seed)
     device = prov.get("machine", {}).get("device", "cpu").split(":")[0]
     # the engine kernel that made it (archives from before the fused kernel were made by the torch one)
@@ -402,8 +450,12 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
     from ..algorithms.engine import CHUNK_BYTES_BEFORE
 
     chunk = str(prov.get("machine", {}).get("engine_chunk_bytes", CHUNK_BYTES_BEFORE))
-    saved = {name: os.environ.get(name) for name in ("WT_DEVICE", "WT_KERNEL", "WT_CHUNK_BYTES")}
+    archived_precision = prov.get("machine", {}).get("engine_precision", "float64")  # float64 before it was recorded
+    if precision is not None:  # the precision check: today's CPU fused kernel in that precision
+        device, kernel, archived_precision = "cpu", "fused", precision
+    saved = {name: os.environ.get(name) for name in ("WT_DEVICE", "WT_KERNEL", "WT_CHUNK_BYTES", "WT_PRECISION")}
     os.environ["WT_DEVICE"], os.environ["WT_KERNEL"], os.environ["WT_CHUNK_BYTES"] = device, kernel, chunk
+    os.environ["WT_PRECISION"] = archived_precision
     try:
         for plan in spec.sweeps(result.config):
             recorded = prov.get("task_digests", {}).get(plan.fn.__qualname__)
@@ -464,13 +516,29 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
                     continue
                 # pair rows by their discrete fields (a chapter may sort its table differently from a unit's order)
                 keys = [c for c in (old[0] if old else ()) if c not in TIMING_COLUMNS
-                        and isinstance(old[0][c], (str, int, np.integer))]
+                        and isinstance(old[0][c], (str, int, np.integer))
+                        and (precision is None or not (verdict_column(c) or _iteration_column(c)))]
+                if precision is not None and old:  # and the inputs among the floats (a level, a lambda): the
+                    # columns whose values the re-execution gives exactly, as a multiset; outcomes never do
+                    same = lambda c: sorted(str(r.get(c)) for r in rows) == sorted(str(r.get(c)) for r in old)  # noqa: E731
+                    keys += [c for c in old[0] if c not in keys and c not in TIMING_COLUMNS and not verdict_column(c)
+                             and isinstance(old[0][c], float) and same(c)]
                 order = lambda rs: sorted(rs, key=lambda r: tuple(str(r.get(c)) for c in keys))  # noqa: E731
                 for new_row, old_row in zip(order(rows), order(old)):
-                    bad = [c for c in old_row if c not in TIMING_COLUMNS and not _same(new_row.get(c), old_row[c])]
+                    runs += 1
+                    if precision is None:
+                        bad = [c for c in old_row if c not in TIMING_COLUMNS and not _same(new_row.get(c), old_row[c])]
+                    else:
+                        bad = [c for c in old_row if verdict_column(c) and not _same(new_row.get(c), old_row[c])]
+                        _record_drift(drift, new_row, old_row)
                     if bad:
-                        mismatches.append(f"task {k} trial {new_row.get('trial')}: {', '.join(bad)} differ")
-                        break
+                        detail = ""
+                        if precision is not None:  # what the verdict rests on: the iterations and errors, both ways
+                            more = [c for c in old_row if _iteration_column(c) and c != "history" or "error" in c]
+                            detail = (f" ({', '.join(f'{c} {old_row[c]} -> {new_row.get(c)}' for c in bad + more)})")
+                        mismatches.append(f"task {k} trial {new_row.get('trial')}: {', '.join(bad)} differ" + detail)
+                        if precision is None:
+                            break
     finally:
         for name, old in saved.items():
             if old is None:
@@ -478,4 +546,25 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
             else:
                 os.environ[name] = old
     return AuditReport(spec.name, checked, mismatches + problems, not problems, time.perf_counter() - start,
-                       algorithm_changed, tuple(skipped))
+                       algorithm_changed, tuple(skipped), precision, runs, drift)
+
+
+def _record_drift(drift: dict, new_row: dict, old_row: dict) -> None:
+    """Update each numeric non-verdict column's largest relative difference (the precision check's report)."""
+    for c, a in old_row.items():
+        if c in TIMING_COLUMNS or verdict_column(c) or isinstance(a, (str, bool, np.bool_)):
+            continue
+        b = new_row.get(c)
+        try:
+            a_, b_ = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        except (TypeError, ValueError):
+            continue
+        if a_.shape != b_.shape or a_.size == 0:
+            continue
+        finite = np.isfinite(a_) & np.isfinite(b_)
+        if not finite.any():
+            continue
+        scale = np.maximum(np.abs(a_[finite]), np.abs(b_[finite]))
+        diff = np.abs(a_[finite] - b_[finite])
+        rel = np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), 0.0)
+        drift[c] = max(drift.get(c, 0.0), float(rel.max()))
