@@ -57,7 +57,9 @@ def earlier_kernel(rev: str, where: Path):
 def compare(shape, old, reference, repeats: int, seed: int = 0) -> str:
     """One table row: the earlier kernel against today's, each in the layout its own engine takes for
     this ``r`` and with its own sample blocks (``layout_for`` and ``to_blocks`` of each version; a
-    version without them has only the row layout)."""
+    version without them has only the row layout).  The inputs are random per-neuron rows, so no
+    feature is shared: today's engine also stores a feature several neurons read once
+    (``kernels.feature_blocks``), which this comparison leaves out (``bench_engine.py`` measures it)."""
     N, K, r, S = shape
     rng = np.random.default_rng(seed)
     XN = rng.standard_normal((1, N, K, r))

@@ -16,7 +16,8 @@ One iteration of one run is 4 N r K flops (forward and gradient products).  Vari
 * ``naive einsum loop``: one run at a time, forward and gradient as numpy ``einsum``, as a
   straightforward reproduction writes them;
 * ``numpy reference``: :func:`winning_ticket.algorithms.agd.run_agd` (einsum forward, BLAS gradient);
-* ``engine, torch kernel`` with the previous 48 MiB chunk and with today's 16 MiB default;
+* ``engine, torch kernel`` with the 48 MiB chunk of the archives and with 16 MiB (the default before
+  this round's 8 MiB; the fused variants run with the engine's default chunk);
 * ``engine, fused kernel`` (the CPU default, :mod:`winning_ticket.algorithms.kernels`) in its row
   layout with the one-sample loop (the same sums), with blocks of eight samples taking the runs
   one at a time, and with eight samples and two runs at a time; and in its sample-block layout
@@ -35,8 +36,10 @@ once (fused) or twice (torch), and the iterates' largest difference between vari
 printed with them.
 
 Under each workload's table, the fused gradient kernel by itself on one problem of the
-workload's shape, timed in the same interleaved loop: at the workload's N (the engine's case),
-at N = 200 (the inputs fit in the L2 cache, so memory is out of the way: the ceiling of the
+workload's shape, timed in the same interleaved loop: on the workload's first problem as the engine
+lays it out (the sample blocks hold each input feature once, ``kernels.feature_blocks``), and with
+random inputs in the per-neuron layout (one row per neuron input, nothing shared): at the
+workload's N, at N = 200 (the inputs fit in the L2 cache, so memory is out of the way: the ceiling of the
 kernel's arithmetic), with 64 MB of inputs (they come from memory), and in float32 throughout
 (the precision the performance issue proposed; measured, not an engine option).  ``benchmarks/ab_kernels.py`` compares the
 kernel with the one of any earlier commit.
@@ -191,17 +194,17 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
         kernels.compiled("gradient")
         default = " (CPU default)"
         rows, blocks = (default, "") if kernels.layout_for(r) == "rows" else ("", default)
-        variants += [("engine, fused kernel, rows, one sample at a time", engine("fused", 16 << 20, "one-sample"),
+        variants += [("engine, fused kernel, rows, one sample at a time", engine("fused", None, "one-sample"),
                       repeats),
                      ("engine, fused kernel, rows, eight samples, runs one at a time",
-                      engine("fused", 16 << 20, "one-run"), repeats),
+                      engine("fused", None, "one-run"), repeats),
                      ("engine, fused kernel, rows, eight samples, runs two at a time" + rows,
-                      engine("fused", 16 << 20, "rows"), repeats),
+                      engine("fused", None, "rows"), repeats),
                      ("engine, fused kernel, sample blocks (samples along the vector lanes)" + blocks,
-                      engine("fused", 16 << 20, "blocks"), repeats),
+                      engine("fused", None, "blocks"), repeats),
                      ("engine, fused kernel as the engine lays it out, mixed precision (float32 gradients until a "
-                      "run nears the end; other iterates)", engine("fused", 16 << 20, precision="mixed"), repeats)]
-    alone = kernel_cases(N, K, r, S) if device == "cpu" and kernels.available() else []
+                      "run nears the end; other iterates)", engine("fused", None, precision="mixed"), repeats)]
+    alone = kernel_cases(p0, S) if device == "cpu" and kernels.available() else []
     gemm_label = "one-thread float64 matrix product, 2048^3"
     extra = [(label, fn, repeats) for label, fn, _ in alone] + [(gemm_label, matrix_product, repeats)]
     n_engine = len(variants)
@@ -249,37 +252,50 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
     return title, lines, notes
 
 
-def kernel_cases(N: int, K: int, r: int, S: int) -> list[tuple[str, object, float]]:
+def kernel_cases(p0, S: int) -> list[tuple[str, object, float]]:
     """The fused gradient kernel by itself on one problem of the workload's shape, in the layout the
     engine takes for this ``r``, as ``(label, function, flop per call)``: float64 at the workload's N
-    (the engine's case), at N = 200 (the inputs fit in the L2 cache: the kernel's arithmetic
-    ceiling) and at an N whose inputs take 64 MB (twice the benchmark machine's L3 cache: they come
-    from memory); and float32 throughout at the workload's N (inputs, weights, labels, products and
-    running sums in float32: the kernels compile a float32 version for float32 arrays; a
-    measurement only, not an engine option).  A call runs the kernel on at least 60,000 samples in
-    all.  The engine's own five-argument call is used (``pair_runs`` left out)."""
+    on the workload's first problem as the engine lays it out (for the sample blocks: each feature
+    once, ``kernels.feature_blocks``), and, with random inputs in the per-neuron layout (one row per
+    neuron input, ``kernels.to_blocks``; no feature shared), float64 at the workload's N, at N = 200
+    (the inputs fit in the L2 cache: the kernel's arithmetic ceiling) and at an N whose inputs take
+    64 MB (twice the benchmark machine's L3 cache: they come from memory), and float32 throughout
+    at the workload's N (inputs, weights, labels, products and running sums in float32: the kernels
+    compile a float32 version for float32 arrays; a measurement only, not an engine option).  A call
+    runs the kernel on at least 60,000 samples in all.  The engine's own call is used (``pair_runs``
+    left out)."""
+    N, K, r = p0.N, p0.K, p0.r
     rng = np.random.default_rng(0)
     layout = kernels.layout_for(r)
     fn = kernels.compiled("blocks" if layout == "blocks" else "gradient")
     n_memory = -(-(64 << 20) // (8 * K * r))
     cases = []
-    shapes = [(f"float64, N = {N} (the engine's case; inputs {8 * N * K * r / 2**20:.0f} MB)", N, np.float64),
+
+    def add(label, inputs, W, n, dtype):
+        nv, G, inner = np.array([n]), np.empty(W.shape, dtype), max(1, 60000 // n)
+
+        def call(inputs=inputs, W=W, nv=nv, G=G, inner=inner):
+            for _ in range(inner):
+                fn(*inputs, W, nv, G)
+        cases.append((f"{layout}: {label}", call, 4.0 * n * K * r * S * inner))
+
+    W = rng.standard_normal((1, K, S, r)) / np.sqrt(r)
+    if layout == "blocks":
+        XF, rows, yF = kernels.feature_blocks([p0.X], [p0.omega], [p0.y])
+        add(f"float64, N = {N}, the workload's problem as the engine lays it out ({XF.shape[2]} feature rows "
+            f"for {K * r} neuron inputs; {XF.nbytes / 2**20:.0f} MB)", (XF, rows, yF), W, N, np.float64)
+    else:
+        add(f"float64, N = {N}, the workload's problem ({8 * N * K * r / 2**20:.0f} MB)",
+            (np.ascontiguousarray(p0.X[:, p0.omega][None]), p0.y[None]), W, N, np.float64)
+    shapes = [(f"float64, N = {N}, random inputs, one row per neuron input ({8 * N * K * r / 2**20:.0f} MB)", N, np.float64),
               ("float64, N = 200 (inputs fit in the L2 cache)", 200, np.float64),
               (f"float64, N = {n_memory} (inputs 64 MB, from memory)", n_memory, np.float64),
               (f"float32 throughout, N = {N} (measurement only)", N, np.float32)]
     for label, n, dtype in shapes:
         XN = rng.standard_normal((1, n, K, r)).astype(dtype)
-        W = (rng.standard_normal((1, K, S, r)) / np.sqrt(r)).astype(dtype)
+        Wd = (rng.standard_normal((1, K, S, r)) / np.sqrt(r)).astype(dtype)
         y = np.abs(rng.standard_normal((1, n))).astype(dtype)
-        if layout == "blocks":
-            XN, y = kernels.to_blocks(XN, y)
-            XN, y = XN.astype(dtype), y.astype(dtype)
-        nv, G, inner = np.array([n]), np.empty(W.shape, dtype), max(1, 60000 // n)
-
-        def call(XN=XN, y=y, W=W, nv=nv, G=G, inner=inner):
-            for _ in range(inner):
-                fn(XN, y, W, nv, G)
-        cases.append((f"{layout}: {label}", call, 4.0 * n * K * r * S * inner))
+        add(label, kernels.to_blocks(XN, y) if layout == "blocks" else (XN, y), Wd, n, dtype)
     return cases
 
 

@@ -542,8 +542,9 @@ def test_kernels_compile_for_float32_inputs(kernel):
         W = (rng.standard_normal((2, 4, S, r)) / np.sqrt(r)).astype(np.float32)
         n = np.array([N, N - 7])
         plain = fused_gradient(XN.astype(np.float64), y.astype(np.float64), W.astype(np.float64), n, reference=True)
-        XB, yB = to_blocks(XN.astype(np.float64), y.astype(np.float64))
-        for name, args in (("gradient", (XN, y)), ("blocks", (XB.astype(np.float32), yB.astype(np.float32)))):
+        XB, rows, yB = to_blocks(XN, y)
+        assert XB.dtype == yB.dtype == np.float32
+        for name, args in (("gradient", (XN, y)), ("blocks", (XB, rows, yB))):
             G = compiled(name)(*args, W, n, np.empty(W.shape, np.float32))
             assert G.dtype == np.float32
             err = np.max(np.abs(G - plain)) / np.max(np.abs(plain))
@@ -581,23 +582,104 @@ def test_the_engine_takes_the_layout_for_r(kernel, monkeypatch):
 
 
 def test_sample_blocks_layout():
-    """``to_blocks`` puts sample ``k L + l`` of neuron j's row i at ``XB[b, k, j, i, l]``, zero beyond N."""
-    from winning_ticket.algorithms.kernels import check_blocks, to_blocks
+    """``to_blocks`` puts sample ``k L + l`` of neuron j's input i at ``XB[b, k, j r + i, l]`` (``rows`` says
+    so), zero beyond N; ``feature_blocks`` puts feature u of the union of a problem's supports at one
+    row, ``rows`` pointing each neuron's inputs at theirs, a smaller union and a shorter problem
+    zero-padded; ``check_blocks`` refuses mismatched shapes, sample counts and rows out of range."""
+    from winning_ticket.algorithms.kernels import check_blocks, feature_blocks, to_blocks
 
     rng = np.random.default_rng(0)
     XN, y = rng.standard_normal((2, 11, 3, 5)), rng.standard_normal((2, 11))
-    XB, yB = to_blocks(XN, y, L=4)
-    assert XB.shape == (2, 3, 3, 5, 4) and yB.shape == (2, 12) and XB.flags.c_contiguous
+    XB, rows, yB = to_blocks(XN, y, L=4)
+    assert XB.shape == (2, 3, 15, 4) and yB.shape == (2, 12) and XB.flags.c_contiguous
     for n in range(11):
-        np.testing.assert_array_equal(XB[:, n // 4, :, :, n % 4], XN[:, n])
-    assert np.all(XB[:, 2, :, :, 3] == 0.0) and np.all(yB[:, 11] == 0.0)
+        for j in range(3):
+            np.testing.assert_array_equal(XB[:, n // 4, rows[0, j], n % 4], XN[:, n, j])
+    np.testing.assert_array_equal(rows, np.broadcast_to(np.arange(15).reshape(1, 3, 5), (2, 3, 5)))
+    assert np.all(XB[:, 2, :, 3] == 0.0) and np.all(yB[:, 11] == 0.0)
     np.testing.assert_array_equal(yB[:, :11], y)
     W = np.zeros((2, 3, 2, 5))
-    check_blocks(XB, yB, W, [11, 12])
+    check_blocks(XB, rows, yB, W, [11, 12])
     with pytest.raises(ValueError, match=r"n_valid must hold B = 2 sample counts in \[1, 12\]"):
-        check_blocks(XB, yB, W, [11, 13])
+        check_blocks(XB, rows, yB, W, [11, 13])
     with pytest.raises(ValueError, match="shapes do not match"):
-        check_blocks(XB, yB[:, :11].copy(), W, [11, 11])
+        check_blocks(XB, rows, yB[:, :11].copy(), W, [11, 11])
+    bad = rows.copy()
+    bad[1, 2, 4] = 15
+    with pytest.raises(ValueError, match=r"rows must index the F = 15 rows of a block: values in \[0, 14\]"):
+        check_blocks(XB, bad, yB, W, [11, 12])
+
+    probs = [make_problem(N, 12, 3, 5, 0.0, seed_sequence(4, i)) for i, N in enumerate((11, 9))]
+    XF, rows, yF = feature_blocks([p.X for p in probs], [p.omega for p in probs], [p.y for p in probs], L=4)
+    unions = [np.unique(p.omega) for p in probs]
+    assert len(unions[0]) != len(unions[1]) and max(map(len, unions)) < 15  # shared features, unequal unions
+    assert XF.shape == (2, 3, max(map(len, unions)), 4) and rows.shape == (2, 3, 5) and yF.shape == (2, 12)
+    for b, p in enumerate(probs):
+        np.testing.assert_array_equal(unions[b][rows[b]], p.omega)  # a neuron's inputs are its support's rows
+        for n in range(p.N):
+            np.testing.assert_array_equal(XF[b, n // 4, :len(unions[b]), n % 4], p.X[n, unions[b]])
+        assert np.all(XF[b, :, len(unions[b]):] == 0.0) and np.all(yF[b, p.N:] == 0.0)
+        np.testing.assert_array_equal(yF[b, :p.N], p.y)
+    assert np.all(XF[1, 2, :, 1:] == 0.0)  # problem 1 has 9 samples: block 2 holds one
+    check_blocks(XF, rows, yF, W, [11, 9])
+    with pytest.raises(ValueError, match=r"omegas\[1\] has shape \(2, 5\)"):
+        feature_blocks([p.X for p in probs], [probs[0].omega, probs[1].omega[:2]], [p.y for p in probs])
+
+
+def test_shared_feature_rows_give_the_per_neuron_layouts_bits(kernel):
+    """The engine's layout (``feature_blocks``: a feature that several neurons read is stored once)
+    gives the block kernel's gradients bit for bit as the per-neuron layout (``to_blocks``), for
+    overlapping and disjoint supports, several blocks, problems of different N and unions of
+    different sizes, odd and even S."""
+    from winning_ticket.algorithms.kernels import compiled, feature_blocks, to_blocks
+
+    if kernel != "fused":
+        pytest.skip("the fused kernel's own test")
+    rng = np.random.default_rng(11)
+    blocks = compiled("blocks")
+    for Ns, d, K, r, S, disjoint in (((300, 250), 40, 4, 12, 2, False), ((1700, 1000), 300, 5, 100, 3, False),
+                                     ((500, 500), 60, 3, 20, 2, True), ((90, 37), 9, 6, 5, 1, False)):
+        probs = [make_problem(N, d, K, r, 0.0, seed_sequence(9, i), disjoint=disjoint) for i, N in enumerate(Ns)]
+        W = rng.standard_normal((len(probs), K, S, r)) / np.sqrt(r)
+        n = np.array(Ns)
+        N = max(Ns)
+        XN = np.stack([np.pad(p.X[:, p.omega], ((0, N - p.N), (0, 0), (0, 0))) for p in probs])
+        y = np.stack([np.pad(p.y, (0, N - p.N)) for p in probs])
+        per_neuron = blocks(*to_blocks(XN, y), W, n, np.empty(W.shape))
+        XF, rows, yF = feature_blocks([p.X for p in probs], [p.omega for p in probs], [p.y for p in probs])
+        assert (XF.shape[2] == K * r) == disjoint, (XF.shape, K * r)
+        np.testing.assert_array_equal(blocks(XF, rows, yF, W, n, np.empty(W.shape)), per_neuron)
+
+
+def test_the_engine_reads_each_feature_once(kernel, monkeypatch):
+    """The engine's block path lays problems out with ``feature_blocks`` (and its rows path does not),
+    and its runs are the same bit for bit when that layout is swapped for the per-neuron one."""
+    from winning_ticket.algorithms import kernels
+
+    if kernel != "fused" or kernels.layout_for(8) != "blocks":
+        pytest.skip("the fused kernel's block layout's own test")
+    real, calls = kernels.feature_blocks, []
+    monkeypatch.setattr(kernels, "feature_blocks", lambda *a, **k: (calls.append(len(a[0])), real(*a, **k))[1])
+    probs = _problems(3, N=400, d=30, K=4, r=8, noise=0.01)
+    W0 = _starts(probs, 2)
+    shared = run_agd_batched(probs, W0, [0.5, 0.5], [0.2, 0.0], max_iter=200, progress=False, kernel="fused")
+    assert calls == [3]
+    assert max(len(np.unique(p.omega)) for p in probs) < 4 * 8  # features really are shared
+
+    def per_neuron(Xs, omegas, ys, L=None):  # the previous layout: one row per neuron input
+        N = max(X.shape[0] for X in Xs)
+        XN = np.stack([np.pad(X[:, om], ((0, N - X.shape[0]), (0, 0), (0, 0))) for X, om in zip(Xs, omegas)])
+        return kernels.to_blocks(XN, np.stack([np.pad(y, (0, N - len(y))) for y in ys]), L)
+
+    monkeypatch.setattr(kernels, "feature_blocks", per_neuron)
+    old = run_agd_batched(probs, W0, [0.5, 0.5], [0.2, 0.0], max_iter=200, progress=False, kernel="fused")
+    for field in ("W", "iterations", "status", "final_error"):
+        np.testing.assert_array_equal(getattr(shared, field), getattr(old, field))
+    calls.clear()
+    monkeypatch.setattr(kernels, "feature_blocks", lambda *a, **k: (calls.append(len(a[0])), real(*a, **k))[1])
+    wide = _problems(1, N=200, d=400, K=2, r=kernels.BLOCKS_MAX_R + 1)
+    run_agd_batched(wide, _starts(wide, 1), 0.5, 0.2, max_iter=3, progress=False, kernel="fused")
+    assert calls == []
 
 
 def test_compiled_step_equals_the_torch_step(kernel):
@@ -684,6 +766,7 @@ def test_problems_of_different_N_share_a_batch(kernel):
 
 def test_chunks_count_the_padded_sample_blocks(kernel, monkeypatch):
     """The chunk size counts the memory a problem takes in its kernel's layout.  With the sample blocks
+    a problem holds one row per feature its neurons read (the batch's largest union of supports) and
     a problem of ``SAMPLE_BLOCK + 2`` samples holds two whole blocks, so a chunk of four blocks' bytes
     gets two problems (three would fit unpadded); a problem of N = 20 holds 24 samples (its block is
     rounded up to eight samples, not to a whole ``SAMPLE_BLOCK``), so six problems' unpadded bytes
@@ -698,10 +781,20 @@ def test_chunks_count_the_padded_sample_blocks(kernel, monkeypatch):
                                                                           real(problems, *a, **k))[1])
     for N, budget, blocks, rows in ((L + 2, 4 * L, [2, 2, 2], [3, 3]), (20, 6 * 20, [5, 1], [6])):
         probs = _problems(6, N=N, d=24, K=3, r=6)
+        F = max(len(np.unique(p.omega)) for p in probs)  # the sample blocks hold each feature once
+        assert F < 3 * 6
         sizes.clear()
         engine.run_agd_batched(probs, _starts(probs, 1), 0.5, 0.2, max_iter=5, progress=False,
-                               max_chunk_bytes=budget * 3 * 6 * 8)
+                               max_chunk_bytes=budget * (F if padded else 3 * 6) * 8)
         assert sizes == (blocks if padded else rows), (N, sizes)
+    if padded:  # mixed precision holds a float32 copy beside the float64: 12 bytes a number
+        probs = _problems(4, N=24, d=24, K=3, r=6)
+        F = max(len(np.unique(p.omega)) for p in probs)
+        for precision, expected in (("float64", [2, 2]), ("mixed", [1, 1, 1, 1])):
+            sizes.clear()
+            engine.run_agd_batched(probs, _starts(probs, 1), 0.5, 0.2, max_iter=5, progress=False,
+                                   max_chunk_bytes=2 * 24 * F * 8, precision=precision)
+            assert sizes == expected, (precision, sizes)
 
 
 def test_chunk_size_setting(kernel, monkeypatch):
@@ -709,7 +802,7 @@ def test_chunk_size_setting(kernel, monkeypatch):
     from winning_ticket.algorithms import engine
 
     monkeypatch.delenv("WT_CHUNK_BYTES", raising=False)
-    assert engine.engine_chunk_bytes() == engine.CHUNK_BYTES_CPU == 16 << 20
+    assert engine.engine_chunk_bytes() == engine.CHUNK_BYTES_CPU == 8 << 20
     for bad in ("0", "-5", "16MiB"):
         monkeypatch.setenv("WT_CHUNK_BYTES", bad)
         with pytest.raises(ValueError, match="WT_CHUNK_BYTES = .*allowed: a positive integer"):

@@ -213,11 +213,58 @@ def test_precision_check_compares_the_verdicts(archived, tmp_path, monkeypatch):
     archive.save(spec, cv.ConvergenceResult(config=result.config, runs=runs, ratio_runs=result.ratio_runs), root=tmp_path)
     bad = archive.audit(spec, samples=100, root=tmp_path, precision="mixed")
     assert not bad.ok and any("success differ (success False -> True, " in m and "iterations " in m and "final_error" in m
-                              for m in bad.mismatches) and "verdicts differ" in bad.line()
+                              for m in bad.mismatches)
+    assert bad.flips == 1 and f"1 of {bad.runs} verdicts differ" in bad.line()
     path = archive.record_audit(bad, samples=100, quick=False, root=tmp_path)
     record = json.loads(path.read_text())
     assert path.name == "precision_check.json" and record["precision"] == "mixed" and not record["ok"]
+    assert record["flips"] == 1 and record["rows"] == bad.runs
+    monkeypatch.setenv("WT_PRECISION", "mixed")  # an archive made in mixed precision is no reference for the check
+    archive.save(spec, result, root=tmp_path / "mixed")
+    monkeypatch.delenv("WT_PRECISION")
+    vacuous = archive.audit(spec, samples=1, root=tmp_path / "mixed", precision="mixed")
+    assert not vacuous.ok and any("made in mixed precision" in m for m in vacuous.mismatches)
     assert [c for c in ("status", "success", "flagged", "recovered", "success_tensor") if not archive.verdict_column(c)] == []
     assert not any(archive.verdict_column(c) for c in ("iterations", "final_error", "iterations_tensor", "trial"))
     with pytest.raises(ValueError, match="precision = 'half'"):
         archive.audit(spec, samples=1, root=root, precision="half")
+
+
+def test_mixed_precision_runs_only_chapters_whose_precision_check_passed(tmp_path, monkeypatch):
+    """``WT_PRECISION=mixed`` runs an engine chapter's sweep only where its last recorded precision
+    check passed: a missing or failed record is refused with an error naming the setting, the chapter
+    and the record; a passed one, float64, a chapter without the engine and a task function outside
+    the chapters are let through; the refusal comes before any unit runs."""
+    from winning_ticket.chapters import landscape, noise, strong_tickets
+    from winning_ticket.experiments.chapter import SweepPlan, check_precision
+
+    monkeypatch.setattr(archive, "RESULTS_DIR", tmp_path)
+    monkeypatch.setenv("WT_PRECISION", "mixed")
+    with pytest.raises(ValueError, match="WT_PRECISION = 'mixed' is not allowed for chapter 'noise': no precision "
+                                         "check is recorded"):
+        check_precision(noise.noise_task)
+
+    def record(chapter, ok, flips):
+        (tmp_path / chapter).mkdir(exist_ok=True)
+        (tmp_path / chapter / archive.PRECISION_RECORD).write_text(
+            json.dumps({"chapter": chapter, "ok": ok, "precision": "mixed", "rows": 383, "flips": flips}))
+
+    record("noise", True, 0)
+    check_precision(noise.noise_task)
+    record("landscape", False, 1)
+    with pytest.raises(ValueError, match=r"chapter 'landscape': its last precision check did not pass \(1 of 383 "
+                                         r"verdicts differ.*allowed here: 'float64'"):
+        check_precision(landscape.landscape_task)
+    from winning_ticket.experiments import sweep
+
+    calls = []
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: calls.append(a))
+    with pytest.raises(ValueError, match="not allowed for chapter 'landscape'"):
+        SweepPlan("refused", landscape.landscape_task, ({"x": 1},), 1, 0).run(progress=False)
+    assert calls == []
+    SweepPlan("allowed", noise.noise_task, ({"x": 1},), 1, 0).run(progress=False)
+    assert len(calls) == 1
+    check_precision(strong_tickets.theory_task)  # its runs do not use the engine
+    check_precision(lambda params, seeds, trials: [])  # not a chapter's task
+    monkeypatch.setenv("WT_PRECISION", "float64")
+    check_precision(landscape.landscape_task)

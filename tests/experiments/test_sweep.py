@@ -85,6 +85,18 @@ def test_cache_is_keyed_by_parameters(tmp_path):
     assert_same_rows(a.runs, c.runs)
 
 
+def test_cache_is_keyed_by_the_engine_precision(tmp_path, monkeypatch):
+    """Units computed with ``WT_PRECISION=mixed`` are other numbers: they go to their own cache, so a
+    float64 run never reads them back (and float64's key is the one it had before the setting)."""
+    monkeypatch.delenv("WT_PRECISION", raising=False)
+    a = run_sweep(toy_task, TASKS, 2, seed=0, name="p", cache_dir=tmp_path, progress=False)
+    monkeypatch.setenv("WT_PRECISION", "float64")
+    assert run_sweep(toy_task, TASKS, 2, seed=0, name="p", cache_dir=tmp_path, progress=False).cache_path == a.cache_path
+    monkeypatch.setenv("WT_PRECISION", "mixed")
+    m = run_sweep(toy_task, TASKS, 2, seed=0, name="p", cache_dir=tmp_path, progress=False)
+    assert m.cache_path != a.cache_path and m.computed == 3 and m.cached == 0
+
+
 def test_dask_cluster_gives_identical_results():
     distributed = pytest.importorskip("distributed")
     ref = run_sweep(toy_task, TASKS, 3, seed=5, name="toy", progress=False).runs

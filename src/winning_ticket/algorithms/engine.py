@@ -120,14 +120,28 @@ def _positive_int_setting(name: str, default: int, unit: str = "") -> int:
     return int(raw)
 
 
+def _choice_setting(name: str, choices: tuple[str, ...], default: str) -> str:
+    """The environment variable ``name`` as one of ``choices``, ``default`` when unset or empty, or a
+    ``ValueError`` naming it and the allowed values."""
+    raw = os.environ.get(name, "").strip() or default
+    if raw not in choices:
+        raise ValueError(f"{name} = {raw!r}; allowed: " + ", ".join(repr(c) for c in choices))
+    return raw
+
+
 def engine_threads() -> int:
     """``$WT_THREADS`` if set (a positive integer), else :data:`ENGINE_THREADS_DEFAULT`."""
     return _positive_int_setting("WT_THREADS", ENGINE_THREADS_DEFAULT)
 
 
-CHUNK_BYTES_CPU = 16 << 20
+CHUNK_BYTES_CPU = 8 << 20
 """Problem data in flight at once on the CPU when ``max_chunk_bytes`` is not given (48 MiB before
-2026-12-03; ``$WT_CHUNK_BYTES`` overrides it).  With the fused kernel a run's bits do not depend on
+2026-12-03, then 16 MiB; ``$WT_CHUNK_BYTES`` overrides it).  The fused kernel reads a chunk's
+inputs once per iteration, and a chunk that stays in the L3 cache between iterations ran faster:
+the Fig. 3 workload (16 problems of 6.2 MB in the sample-block layout), medians of 5 interleaved
+repetitions on the 2-core machine, 25.8, 25.5 and 25.2 GFLOP/s with chunks of 6, 8 and 12 MiB
+(one problem each) against 20.7 with 16 MiB (two) and 17.1 with 32 MiB (four); the torch kernel
+ran the same with 8 and 16 MiB (7.9 and 8.1).  With the fused kernel a run's bits do not depend on
 the chunk; with the torch kernel they agree to rounding only (a batched product may round
 differently for another batch size), so an archive records the setting and the audit re-executes
 with it."""
@@ -179,18 +193,12 @@ that stalls, at a local minimum or at the float32 problem's own minimizer, finis
 
 def precision_setting() -> str:
     """``$WT_PRECISION`` if set (``float64`` or ``mixed``), else ``float64``."""
-    raw = os.environ.get("WT_PRECISION", "").strip() or "float64"
-    if raw not in PRECISIONS:
-        raise ValueError(f"WT_PRECISION = {raw!r}; allowed: " + ", ".join(repr(p) for p in PRECISIONS))
-    return raw
+    return _choice_setting("WT_PRECISION", PRECISIONS, "float64")
 
 
 def kernel_setting() -> str:
     """``$WT_KERNEL`` if set (``auto``, ``torch`` or ``fused``), else ``auto``."""
-    raw = os.environ.get("WT_KERNEL", "").strip() or "auto"
-    if raw not in KERNELS + ("auto",):
-        raise ValueError(f"WT_KERNEL = {raw!r}; allowed: 'auto', " + ", ".join(repr(k) for k in KERNELS))
-    return raw
+    return _choice_setting("WT_KERNEL", ("auto",) + KERNELS, "auto")
 
 
 def engine_kernel(device: torch.device | str | None = None, r: int | None = None) -> str:
@@ -425,7 +433,7 @@ def run_agd_batched(
     * ``max_iter``, ``tol``: the iteration cap and the relative-change threshold of the stopping rule.
     * ``record_history``: keep the relative error of every iterate.
     * ``device``: torch device (default :func:`default_device`).
-    * ``max_chunk_bytes``: how much problem data is in flight at once; default 16 MiB on the
+    * ``max_chunk_bytes``: how much problem data is in flight at once; default 8 MiB on the
       CPU (a chunk that stays in the last-level cache, shared by two workers, ran about twice
       as fast as 48 MiB with either kernel), 4 GiB on a GPU.
     * ``progress``: show a progress bar over problems (default: see :mod:`winning_ticket.experiments.progress`).
@@ -478,11 +486,11 @@ def run_agd_batched(
                          "(use precision='float64', or the CPU with kernel 'fused' or 'auto')")
     if max_chunk_bytes is None:
         max_chunk_bytes = (4 << 30) if device.type == "cuda" else engine_chunk_bytes()
-    held = N  # samples held per problem: the fused kernel's sample blocks are zero-padded to whole blocks
-    if kernel == "fused" and kernels.layout_for(r) == "blocks":
+    held, rows = N, K * r  # samples and rows held per problem
+    if kernel == "fused" and kernels.layout_for(r) == "blocks":  # whole blocks, one row per feature read
         L = kernels.block_length(N)
-        held = -(-N // L) * L
-    per_problem = held * K * r * (12 if precision == "mixed" else 8)  # mixed: a float32 copy beside the float64
+        held, rows = -(-N // L) * L, max(len(np.unique(p.omega)) for p in problems)
+    per_problem = held * rows * (12 if precision == "mixed" else 8)  # mixed: a float32 copy beside the float64
     chunk = max(1, min(B, max_chunk_bytes // per_problem))
 
     out_W = np.empty((B, S, r, K))
@@ -512,7 +520,7 @@ def _run_norms(T: torch.Tensor) -> torch.Tensor:
 
 
 def stack_rows(problems: Sequence[Problem]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The fused kernel's layout: ``XN (B,N,K,r)`` with ``XN[b, n, j]`` = :math:`x_{n,\\Omega_j}`,
+    """The fused row kernel's layout: ``XN (B,N,K,r)`` with ``XN[b, n, j]`` = :math:`x_{n,\\Omega_j}`,
     ``y (B,N)`` and the sample counts ``(B,)`` (problems of different ``N`` are zero-padded to the
     largest; the kernel reads only each problem's own samples)."""
     N = _check_shapes(problems, pad=True)
@@ -565,18 +573,23 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
     """
     n = None  # each problem's sample count, when the chunk is zero-padded (torch kernel)
     if kernel == "fused":
-        XN, y_rows, n_valid = stack_rows(problems)
         XT = y = None
         w_star = torch.from_numpy(np.stack([p.w_star for p in problems])).to(dtype=DTYPE)
-        b, N, K, r = XN.shape
-        layout = kernels.layout_for(r)  # short rows: samples along the vector lanes (kernels.to_blocks)
+        b, K, r = len(problems), problems[0].K, problems[0].r
+        layout = kernels.layout_for(r)  # short rows: samples along the vector lanes, each feature once
         if layout == "blocks":
-            XN, y_rows = kernels.to_blocks(XN, y_rows)
+            _check_shapes(problems, pad=True)
+            XN, feature_rows, y_rows = kernels.feature_blocks([p.X for p in problems], [p.omega for p in problems],
+                                                              [p.y for p in problems])
+            n_valid = np.array([p.N for p in problems], dtype=np.int64)
+            feature_rows = (feature_rows,)  # the block kernel's argument after the inputs
+        else:
+            XN, y_rows, n_valid = stack_rows(problems)
+            feature_rows = ()
         check_inputs = kernels.check_blocks if layout == "blocks" else kernels.check_rows
         gradient_fn = kernels.compiled("blocks" if layout == "blocks" else "gradient")
         step_fn = kernels.compiled("step")
-        # the rows kernel takes pair_runs before active: the engine's call with a skip list
-        skipping = (lambda *a: gradient_fn(*a[:5], a[5])) if layout == "blocks" else (lambda *a: gradient_fn(*a[:5], True, a[5]))
+        pairing = () if layout == "blocks" else (True,)  # the rows kernel takes pair_runs before active
         if mixed:  # the inputs in float32 too, for the runs' float32 phase
             XN32, y32 = XN.astype(np.float32), y_rows.astype(np.float32)
     else:
@@ -592,7 +605,7 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
     Ws = w_star.permute(0, 2, 1).unsqueeze(2)  # (a,K,1,r)
     if XT is None:
         Ws = Ws.contiguous()  # the fused path reads it as a (a,K,r) array
-        check_inputs(XN, y_rows, W.numpy(), n_valid)
+        check_inputs(XN, *feature_rows, y_rows, W.numpy(), n_valid)
     ws_norm = Ws.flatten(1).norm(dim=1).unsqueeze(1)  # (a,1)
     eta = as_t(etas).view(b, 1, S, 1)
     beta = as_t(betas).view(b, 1, S, 1)
@@ -640,15 +653,16 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
         if XT is None:  # fused kernel: one pass over the samples, then the step and the stopping rule, compiled
             Wn, Wp, Mn, et, bt, Wsn, wsn, errn, stn, itn, hn = state
             if low is None:
-                G = gradient_fn(XN, y_rows, Wn, n_valid, np.empty(Wn.shape))
+                G = gradient_fn(XN, *feature_rows, y_rows, Wn, n_valid, np.empty(Wn.shape))
             else:  # each running run's gradient in its own precision; a problem's pass only where needed
                 running = stn == 0
                 need32, need64 = (low & running).any(axis=1), (~low & running).any(axis=1)
                 G = np.empty(Wn.shape)
                 if need64.any():
-                    skipping(XN, y_rows, Wn, n_valid, G, need64)
+                    gradient_fn(XN, *feature_rows, y_rows, Wn, n_valid, G, *pairing, need64)
                 if need32.any():
-                    G32 = skipping(XN32, y32, Wn.astype(np.float32), n_valid, np.empty(Wn.shape, np.float32), need32)
+                    G32 = gradient_fn(XN32, *feature_rows, y32, Wn.astype(np.float32), n_valid, np.empty(Wn.shape, np.float32),
+                                      *pairing, need32)
                     np.copyto(G, G32, where=low[:, None, :, None])  # the float32 runs' rows
             finished = step_fn(Wn, Wp, G, G if Mn is None else Mn, Mn is not None, et, bt, Wsn, wsn, errn, stn, itn, hn,
                                hist is not None, t, max_iter, tol, -1.0 if success_stop is None else success_stop,
@@ -671,6 +685,7 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
                 if XT is None:
                     keep_np = alive.numpy()
                     XN, y_rows, n_valid = XN[keep_np], y_rows[keep_np], n_valid[keep_np]
+                    feature_rows = tuple(np.ascontiguousarray(a[keep_np]) for a in feature_rows)
                     if low is not None:
                         XN32, y32, low = XN32[keep_np], y32[keep_np], low[keep_np]
                 else:

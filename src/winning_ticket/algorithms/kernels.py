@@ -22,9 +22,10 @@ one-sample loop :func:`_fused_gradient_reference`:
   and the runs two at a time, so sixteen dot products along a row share each loop, a weight
   loaded from the L1 cache serves eight of them, and a gradient entry is loaded and stored once
   per eight samples;
-* sample blocks (:func:`_fused_gradient_blocks`, for ``r <= BLOCKS_MAX_R``): ``XB (B, NB, K, r, L)``
-  from :func:`to_blocks`, the samples of a row contiguous in blocks of ``L``, so the vector lanes
-  run over samples and a short row no longer leaves them idle.
+* sample blocks (:func:`_fused_gradient_blocks`, for ``r <= BLOCKS_MAX_R``): ``XB (B, NB, F, L)``
+  from :func:`feature_blocks`, one row per input feature with the samples contiguous in blocks of
+  ``L``, so the vector lanes run over samples and a short row no longer leaves them idle; a
+  feature that several neurons read is stored and read from memory once.
 
 The engine picks the layout with :func:`layout_for`.  :func:`_agd_step` then takes the AGD step (12) of every run, computes the two
 distances and applies the stopping rule, in one call instead of about thirty small torch
@@ -330,7 +331,7 @@ faster.  ``benchmarks/bench_engine.py`` times the engine with it."""
 
 
 def block_length(N: int) -> int:
-    """The block length of :func:`to_blocks` for a batch whose largest sample count is ``N``:
+    """The block length of :func:`feature_blocks` and :func:`to_blocks` for a batch whose largest sample count is ``N``:
     :data:`SAMPLE_BLOCK`, or ``N`` rounded up to a multiple of eight when that is shorter (a batch
     of small problems is not padded to a whole block).  Either way a problem of ``n`` samples is cut
     into blocks of ``SAMPLE_BLOCK`` (one block if ``n <= SAMPLE_BLOCK``), so its gradient does not
@@ -345,8 +346,11 @@ block kernel alone was 1.24 to 3.3 times the row kernel's speed at the chapters'
 5 to 64; a sweep over r with N = 1500, K = 5 and 2, 4 or 10 runs (2026-12-03, kernel alone,
 medians of 5 alternating repetitions) put the block kernel at 0.94 to 1.16 times the row kernel's
 speed for r = 64 to 128 (1.04 to 1.12 at r = 80 to 100) and 0.63 to 0.98 times from r = 160 on,
-where a block of 256 samples (``256 K r`` numbers, 1.6 MB at K r = 800) no longer stays in the 1 MB
-L2 cache between the two passes and the row kernel's loads serve more runs."""
+where a block (then of 256 samples and one row per neuron input: ``256 K r`` numbers, 1.6 MB at
+K r = 800) no longer stayed in the 1 MB L2 cache between the two passes and the row kernel's loads
+serve more runs.  With blocks of 768 samples and one row per feature (:func:`feature_blocks`) the
+engine ran the Landscape benchmark (r = 256, ten runs per problem) at 31.0 GFLOP/s in blocks
+against 33.8 in rows (2026-12-03), so the limit stays."""
 
 
 def layout_for(r: int) -> str:
@@ -354,37 +358,86 @@ def layout_for(r: int) -> str:
     return "blocks" if r <= BLOCKS_MAX_R else "rows"
 
 
-def to_blocks(XN: np.ndarray, y: np.ndarray, L: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def to_blocks(XN: np.ndarray, y: np.ndarray, L: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The sample-block layout of :func:`_fused_gradient_blocks` from the row layout, with blocks of
-    ``L`` samples (default :func:`block_length` of ``N``).
+    ``L`` samples (default :func:`block_length` of ``N``), one row per neuron input (no rows shared).
 
-    ``XN (B, N, K, r)`` becomes ``XB (B, NB, K, r, L)`` with ``XB[b, k, j, i, l]`` the ``i``-th input of
+    ``XN (B, N, K, r)`` becomes ``XB (B, NB, K r, L)`` with ``XB[b, k, j r + i, l]`` the ``i``-th input of
     neuron ``j`` of sample ``k L + l`` (``NB = ceil(N / L)``; the last block is zero-padded), so that a
-    row of ``L`` consecutive samples is contiguous; ``y (B, N)`` becomes ``(B, NB L)``, zero-padded.
+    row of ``L`` consecutive samples is contiguous; ``rows (B, K, r)`` says so (``rows[b, j, i] = j r + i``);
+    ``y (B, N)`` becomes ``(B, NB L)``, zero-padded.  The engine uses :func:`feature_blocks`, which
+    stores an input shared by several neurons once; for the kernel the two differ only in ``rows``.
     """
     B, N, K, r = XN.shape
     L = block_length(N) if L is None else L
     NB = -(-N // L)
-    XB = np.zeros((B, NB, K, r, L))
+    XB = np.zeros((B, NB, K * r, L), XN.dtype)
     for k in range(NB):  # one block at a time: no padded copy of the whole array
         block = XN[:, k * L:(k + 1) * L]
-        XB[:, k, :, :, :block.shape[1]] = block.transpose(0, 2, 3, 1)
-    yB = np.zeros((B, NB * L))
+        XB[:, k, :, :block.shape[1]] = block.reshape(B, block.shape[1], K * r).transpose(0, 2, 1)
+    yB = np.zeros((B, NB * L), y.dtype)
     yB[:, :N] = y
-    return XB, yB
+    rows = np.ascontiguousarray(np.broadcast_to(np.arange(K * r, dtype=np.int64).reshape(1, K, r), (B, K, r)))
+    return XB, rows, yB
 
 
-def _fused_gradient_blocks(XB, y, W, n_valid, G, active=None):  # pragma: no cover - compiled by numba, tested through the wrapper
+def feature_blocks(Xs, omegas, ys, L: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""The sample-block layout of :func:`_fused_gradient_blocks` from the problems' inputs, each input
+    feature stored once.
+
+    ``Xs``: ``B`` input matrices ``(N_b, d)``; ``omegas``: their supports ``(K, r)`` (neuron ``j`` reads
+    features ``omegas[b][j]``, the model's :math:`\Omega_j`); ``ys``: the labels ``(N_b,)``.  The
+    supports of a problem's neurons overlap (drawn independently, ``K r`` draws among ``d``), so the
+    per-neuron layout of :func:`to_blocks` holds a shared feature once per neuron that reads it;
+    here problem ``b``'s block holds only the features of the union :math:`U_b = \bigcup_j \Omega_j`, in
+    increasing order, once: ``XB (B, NB, F, L)`` with ``F`` the largest union (a smaller one is
+    zero-padded and never read), ``rows (B, K, r)`` with ``XB[b, k, rows[b, j, i], l]`` =
+    :math:`x_{kL+l,\,\Omega_j(i)}` of problem ``b``, and ``y`` as in :func:`to_blocks` (largest
+    ``N_b``).  The kernel reads the same numbers in the same order as from :func:`to_blocks`, so the
+    gradients are the same bit for bit (tested); an iteration reads ``F`` rows instead of ``K r``
+    (Fig. 3's shape, d = 300, K = 5, r = 100: 265 instead of 500 for the benchmark's first problem;
+    :math:`d(1 - (1 - r/d)^K) \approx 260` on average).
+    """
+    B = len(Xs)
+    if not (len(omegas) == len(ys) == B) or B == 0:
+        raise ValueError(f"Xs, omegas and ys must hold the same positive number of problems; got "
+                         f"{len(Xs)}, {len(omegas)} and {len(ys)}")
+    N = max(X.shape[0] for X in Xs)
+    K, r = np.shape(omegas[0])
+    L = block_length(N) if L is None else L
+    NB = -(-N // L)
+    unions = [np.unique(np.asarray(om)) for om in omegas]
+    F = max(len(u) for u in unions)
+    dtype = np.result_type(*(X.dtype for X in Xs))
+    XB = np.zeros((B, NB, F, L), dtype)
+    rows = np.empty((B, K, r), np.int64)
+    yB = np.zeros((B, NB * L), np.result_type(*(y.dtype for y in ys)))
+    for b, (X, om, y, u) in enumerate(zip(Xs, omegas, ys, unions)):
+        if np.shape(om) != (K, r):
+            raise ValueError(f"omegas[{b}] has shape {np.shape(om)}; the batch's neurons read (K, r) = {(K, r)} features")
+        rows[b] = np.searchsorted(u, om)
+        n = X.shape[0]
+        for k in range(-(-n // L)):  # one block at a time: no padded copy of the whole array
+            block = X[k * L:(k + 1) * L, u]
+            XB[b, k, :len(u), :block.shape[0]] = block.T
+        yB[b, :n] = y
+    return XB, rows, yB
+
+
+def _fused_gradient_blocks(XB, rows, y, W, n_valid, G, active=None):  # pragma: no cover - compiled by numba, tested through the wrapper
     """:func:`_fused_gradient_reference` with the samples along the vector lanes, for short rows.
 
     With ``r`` below a few vector widths the row kernel's dot products along ``i`` are short and
-    end in horizontal sums.  This kernel reads the sample-block layout of :func:`to_blocks` and
-    makes the samples the vector dimension instead: for a block of ``L`` samples it computes every
-    run's pre-activations of all ``L`` samples (``z[j, s, :] += W[b, j, s, i] X[j, i, :]``, eight
-    rows ``i`` per pass, two runs sharing each load of the inputs), then their residuals, then the
-    gradient entries (``G[b, j, s, i] += sum_l c[j, s, l] X[j, i, l]``, eight rows and two runs per
-    pass: sixteen dot products of length ``L``).  The block's inputs are still in the cache (L2 or
-    L3) for the second pass, so the data is read from memory once per iteration.
+    end in horizontal sums.  This kernel reads the sample-block layout of :func:`feature_blocks`
+    (or :func:`to_blocks`) and makes the samples the vector dimension instead: ``XB[b, blk]`` holds
+    one row of ``L`` samples per input feature, and neuron ``j``'s ``i``-th input is the row
+    ``rows[b, j, i]``.  For a block of ``L`` samples it computes every run's pre-activations of all
+    ``L`` samples (``z[j, s, :] += W[b, j, s, i] X[rows[b, j, i], :]``, eight rows ``i`` per pass,
+    two runs sharing each load of the inputs), then their residuals, then the gradient entries
+    (``G[b, j, s, i] += sum_l c[j, s, l] X[rows[b, j, i], l]``, eight rows and two runs per pass:
+    sixteen dot products of length ``L``).  The block's inputs are still in the cache (L2 or L3)
+    for the second pass and for the other neurons that read the same feature, so the data is read
+    from memory once per iteration.
 
     The sums are the reference's: a pre-activation adds the rows in order ``i = 0, 1, ...``
     (fast-math lets the compiler regroup them and contract products into fused multiply-adds), a
@@ -393,7 +446,8 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G, active=None):  # pragma: no cov
     other problems or the chunk, and can depend on whether a run is paired.  Samples beyond
     ``n_valid[b]`` are never read.  ``active``: as in :func:`_fused_gradient`.
     """
-    B, NB, K, r, L = XB.shape
+    B, NB, F, L = XB.shape
+    K, r = rows.shape[1], rows.shape[2]
     S = W.shape[2]
     zero = XB.dtype.type(0)  # the inputs' precision: float64 in the engine
     z = np.empty((K, S, L), XB.dtype)
@@ -411,21 +465,22 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G, active=None):  # pragma: no cov
                 break
             m = min(L, N - n0)
             for j in range(K):  # pre-activations of the block's samples, every run
-                X = XB[b, blk, j]
+                X = XB[b, blk]
+                ix = rows[b, j]
                 w = W[b, j]
                 for s in range(S):
                     zs = z[j, s]
                     for n in range(m):
                         zs[n] = 0.0
                 for i in range(0, r8, 8):
-                    x0 = X[i]
-                    x1 = X[i + 1]
-                    x2 = X[i + 2]
-                    x3 = X[i + 3]
-                    x4 = X[i + 4]
-                    x5 = X[i + 5]
-                    x6 = X[i + 6]
-                    x7 = X[i + 7]
+                    x0 = X[ix[i]]
+                    x1 = X[ix[i + 1]]
+                    x2 = X[ix[i + 2]]
+                    x3 = X[ix[i + 3]]
+                    x4 = X[ix[i + 4]]
+                    x5 = X[ix[i + 5]]
+                    x6 = X[ix[i + 6]]
+                    x7 = X[ix[i + 7]]
                     s = 0
                     while s + 1 < S:  # runs s and s + 1 from one load of the inputs
                         za = z[j, s]
@@ -454,7 +509,7 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G, active=None):  # pragma: no cov
                             za[n] = (za[n] + u0 * x0[n] + u1 * x1[n] + u2 * x2[n] + u3 * x3[n]
                                      + u4 * x4[n] + u5 * x5[n] + u6 * x6[n] + u7 * x7[n])
                 for i in range(r8, r):  # the last r mod 8 rows, one at a time
-                    x0 = X[i]
+                    x0 = X[ix[i]]
                     for s in range(S):
                         za = z[j, s]
                         u0 = w[s, i]
@@ -476,17 +531,18 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G, active=None):  # pragma: no cov
                     for n in range(m):
                         cs[n] = tot[n] if zs[n] > 0.0 else 0.0
             for j in range(K):  # the block's gradient contributions
-                X = XB[b, blk, j]
+                X = XB[b, blk]
+                ix = rows[b, j]
                 g = G[b, j]
                 for i in range(0, r8, 8):
-                    x0 = X[i]
-                    x1 = X[i + 1]
-                    x2 = X[i + 2]
-                    x3 = X[i + 3]
-                    x4 = X[i + 4]
-                    x5 = X[i + 5]
-                    x6 = X[i + 6]
-                    x7 = X[i + 7]
+                    x0 = X[ix[i]]
+                    x1 = X[ix[i + 1]]
+                    x2 = X[ix[i + 2]]
+                    x3 = X[ix[i + 3]]
+                    x4 = X[ix[i + 4]]
+                    x5 = X[ix[i + 5]]
+                    x6 = X[ix[i + 6]]
+                    x7 = X[ix[i + 7]]
                     s = 0
                     while s + 1 < S:  # sixteen dot products: eight rows, two runs
                         ca = c[j, s]
@@ -561,7 +617,7 @@ def _fused_gradient_blocks(XB, y, W, n_valid, G, active=None):  # pragma: no cov
                         ga[i + 6] += a6
                         ga[i + 7] += a7
                 for i in range(r8, r):
-                    x0 = X[i]
+                    x0 = X[ix[i]]
                     for s in range(S):
                         cs = c[j, s]
                         a0 = zero
@@ -698,14 +754,19 @@ def check_rows(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid) -> np.ndar
     return n_valid
 
 
-def check_blocks(XB: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid) -> np.ndarray:
-    """Check the sample-block kernel's inputs (the layout of :func:`to_blocks`); returns ``n_valid`` as int64."""
-    for name, a, nd in (("XB", XB, 5), ("y", y, 2), ("W", W, 4)):
+def check_blocks(XB: np.ndarray, rows: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid) -> np.ndarray:
+    """Check the sample-block kernel's inputs (the layout of :func:`feature_blocks` or :func:`to_blocks`);
+    returns ``n_valid`` as int64."""
+    for name, a, nd in (("XB", XB, 4), ("y", y, 2), ("W", W, 4)):
         if a.dtype != np.float64 or a.ndim != nd or not a.flags.c_contiguous:
             raise ValueError(f"{name} must be a C-contiguous float64 array with {nd} dimensions")
-    B, NB, K, r, L = XB.shape
-    if y.shape != (B, NB * L) or W.shape[:2] != (B, K) or W.shape[3] != r:
-        raise ValueError(f"shapes do not match: XB {XB.shape}, y {y.shape}, W {W.shape}")
+    B, NB, F, L = XB.shape
+    if rows.dtype != np.int64 or rows.ndim != 3 or not rows.flags.c_contiguous:
+        raise ValueError("rows must be a C-contiguous int64 array with 3 dimensions (B, K, r)")
+    if rows.shape[0] != B or y.shape != (B, NB * L) or W.shape[:2] != (B, rows.shape[1]) or W.shape[3] != rows.shape[2]:
+        raise ValueError(f"shapes do not match: XB {XB.shape}, rows {rows.shape}, y {y.shape}, W {W.shape}")
+    if rows.size and (rows.min() < 0 or rows.max() >= F):
+        raise ValueError(f"rows must index the F = {F} rows of a block: values in [0, {F - 1}]")
     n_valid = np.ascontiguousarray(n_valid, dtype=np.int64)
     if n_valid.shape != (B,) or np.any(n_valid < 1) or np.any(n_valid > NB * L):
         raise ValueError(f"n_valid must hold B = {B} sample counts in [1, {NB * L}]")
@@ -737,8 +798,8 @@ def fused_gradient(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid: np.nda
     if out is None:
         out = np.empty(W.shape)
     if layout == "blocks":
-        XB, yB = to_blocks(XN, y)
-        return compiled("blocks")(XB, yB, W, n_valid, out)
+        XB, rows, yB = to_blocks(XN, y)
+        return compiled("blocks")(XB, rows, yB, W, n_valid, out)
     fn = compiled("reference" if reference else "gradient")
     if reference or pair_runs:  # the engine's own call: five arguments, the compiled default pair_runs=True
         return fn(XN, y, W, n_valid, out)

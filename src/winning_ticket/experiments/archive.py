@@ -271,6 +271,8 @@ class AuditReport:
     """Rows compared."""
     drift: dict = dataclasses.field(default_factory=dict)
     """The precision check: each other numeric column's largest relative difference from the archive."""
+    flips: int = 0
+    """The precision check: runs whose verdict (a :func:`verdict_column`) differs from the archive's."""
 
     @property
     def ok(self) -> bool:
@@ -284,9 +286,9 @@ class AuditReport:
         left = (f" (left out of the quick audit, units too long: {', '.join(self.skipped)}; `make audit` re-executes them)"
                 if self.skipped else "")
         if self.precision is not None:
-            flips = any(" differ (" in m for m in self.mismatches)
+            verdicts = f"{self.flips} of {self.runs} verdicts differ" if self.flips else "verdicts as archived"
             return (f"{self.chapter}: {status}: {self.checked} archived units ({self.runs} rows) re-executed in "
-                    f"{self.precision} precision, verdicts {'differ' if flips else 'as archived'} ({self.seconds:.0f} s)"
+                    f"{self.precision} precision, {verdicts} ({self.seconds:.0f} s)"
                     f"{left}" + ("; " + "; ".join(self.mismatches[:4]) if not self.ok else ""))
         return (f"{self.chapter}: {status}: {self.checked} archived units re-executed"
                 f" ({self.seconds:.0f} s){left}" + ("; " + "; ".join(self.mismatches[:4] + fix) if not self.ok else ""))
@@ -349,7 +351,7 @@ def record_audit(report: AuditReport, *, samples: int, quick: bool, root: Path |
               "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     if report.precision is not None:  # what the check re-executed with (machine() reads the restored environment)
         record["machine"].update(device="cpu", gpu=None, engine_kernel="fused", engine_precision=report.precision)
-        record.update(precision=report.precision, rows=report.runs,
+        record.update(precision=report.precision, rows=report.runs, flips=report.flips,
                       drift={c: float(f"{v:.3g}") for c, v in sorted(report.drift.items()) if v > 0})
     return _write_json_atomic(target, record)
 
@@ -441,7 +443,7 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
     algorithm_changed = prov["source_digest"] != package_digest(modules)
     if algorithm_changed and precision is None:
         problems.append(ALGORITHM_CHANGED.format(modules=", ".join(modules)))
-    mismatches, checked, skipped, runs, drift = [], 0, [], 0, {}
+    mismatches, checked, skipped, runs, drift, flips = [], 0, [], 0, {}, 0
     rng = np.random.default_rng(seed)
     device = prov.get("machine", {}).get("device", "cpu").split(":")[0]
     # the engine kernel that made it (archives from before the fused kernel were made by the torch one)
@@ -450,12 +452,15 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
     from ..algorithms.engine import CHUNK_BYTES_BEFORE
 
     chunk = str(prov.get("machine", {}).get("engine_chunk_bytes", CHUNK_BYTES_BEFORE))
-    archived_precision = prov.get("machine", {}).get("engine_precision", "float64")  # float64 before it was recorded
+    run_precision = prov.get("machine", {}).get("engine_precision", "float64")  # float64 before it was recorded
     if precision is not None:  # the precision check: today's CPU fused kernel in that precision
-        device, kernel, archived_precision = "cpu", "fused", precision
+        if run_precision != "float64":  # compared with itself, the check would pass whatever it found
+            problems.append(f"the archive was made in {run_precision} precision; the precision check compares "
+                            f"with a float64 archive")
+        device, kernel, run_precision = "cpu", "fused", precision
     saved = {name: os.environ.get(name) for name in ("WT_DEVICE", "WT_KERNEL", "WT_CHUNK_BYTES", "WT_PRECISION")}
     os.environ["WT_DEVICE"], os.environ["WT_KERNEL"], os.environ["WT_CHUNK_BYTES"] = device, kernel, chunk
-    os.environ["WT_PRECISION"] = archived_precision
+    os.environ["WT_PRECISION"] = run_precision
     try:
         for plan in spec.sweeps(result.config):
             recorded = prov.get("task_digests", {}).get(plan.fn.__qualname__)
@@ -539,6 +544,7 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
                         mismatches.append(f"task {k} trial {new_row.get('trial')}: {', '.join(bad)} differ" + detail)
                         if precision is None:
                             break
+                        flips += 1
     finally:
         for name, old in saved.items():
             if old is None:
@@ -546,7 +552,7 @@ def audit(spec, samples: int = 10, seed: int = 0, root: Path | None = None, quic
             else:
                 os.environ[name] = old
     return AuditReport(spec.name, checked, mismatches + problems, not problems, time.perf_counter() - start,
-                       algorithm_changed, tuple(skipped), precision, runs, drift)
+                       algorithm_changed, tuple(skipped), precision, runs, drift, flips)
 
 
 def _record_drift(drift: dict, new_row: dict, old_row: dict) -> None:

@@ -22,6 +22,7 @@ Each module registers itself with a :class:`ChapterSpec` named ``CHAPTER``;
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -176,12 +177,56 @@ class SweepPlan:
                              f"{self.audit_prefix[0]!r} (else the shortened unit draws other seeds)")
 
     def run(self, *, executor=None, cache_dir=None, progress=None):
-        """Run the sweep (see :func:`~winning_ticket.experiments.sweep.run_sweep`)."""
+        """Run the sweep (see :func:`~winning_ticket.experiments.sweep.run_sweep`), after
+        :func:`check_precision` of its task function."""
         from .sweep import run_sweep
+
+        check_precision(self.fn)
 
         return run_sweep(self.fn, list(self.tasks), self.trials, seed=self.seed, name=self.name,
                          trials_per_unit=self.trials_per_unit, executor=executor, cache_dir=cache_dir,
                          progress=progress, seed_keys=self.seed_keys)
+
+
+def check_precision(fn) -> None:
+    """Refuse to run a chapter's task ``fn`` in the engine's mixed precision (``$WT_PRECISION``) unless
+    the chapter's last recorded precision check passed.
+
+    Mixed precision changes a run's iterates, and only the precision check
+    (``tools/audit.py --precision mixed --record``, ``results/<chapter>/precision_check.json``) shows
+    that it leaves a chapter's verdicts as the float64 archive has them; where it did not (Landscape:
+    one far start stalls in float64 and succeeds in mixed precision), or where no check was recorded,
+    the chapter runs in float64 or not at all.  Task functions outside the chapter modules (tests,
+    scratch work) and chapters whose runs do not use the engine are not checked.  The audit
+    re-executes units without this check, so the precision check itself can run anywhere.
+    """
+    module = getattr(fn, "__module__", "") or ""
+    if not module.startswith("winning_ticket.chapters."):
+        return
+    from ..algorithms.engine import precision_setting
+
+    if precision_setting() != "mixed":
+        return
+    from .archive import PRECISION_RECORD, archive_dir, last_precision_check
+    from .sweep import algorithm_modules
+
+    if "engine" not in algorithm_modules(inspect.getsourcefile(fn)):
+        return
+    chapter = module.rsplit(".", 1)[1]
+    record = last_precision_check(chapter)
+    where = archive_dir(chapter) / PRECISION_RECORD
+    if record is None:
+        why = f"no precision check is recorded for it ({where} is missing)"
+    elif not record.get("ok") or record.get("precision") != "mixed":
+        flips = record.get("flips")
+        found = (f"{flips} of {record.get('rows')} verdicts differ" if flips else
+                 (record.get("mismatches") or ["it failed"])[0])
+        why = f"its last precision check did not pass ({found}; {where})"
+    else:
+        return
+    raise ValueError(f"WT_PRECISION = 'mixed' is not allowed for chapter {chapter!r}: {why}; allowed here: 'float64' "
+                     f"(unset WT_PRECISION), or record a passing check with "
+                     f"`tools/audit.py --precision mixed --record {chapter}`")
 
 
 def run_plans(plans, result: type[ChapterResult], config: ChapterConfig, *, executor=None, cache_dir=None,
