@@ -22,7 +22,12 @@ One iteration of one run is 4 N r K flops (forward and gradient products).  Vari
   layout with the one-sample loop (the same sums), with blocks of eight samples taking the runs
   one at a time, and with eight samples and two runs at a time; and in its sample-block layout
   (samples along the vector lanes).  The engine takes the sample blocks for ``r`` up to
-  ``kernels.BLOCKS_MAX_R`` and the rows above; the row marked "CPU default" is the one it takes;
+  ``kernels.BLOCKS_MAX_R`` and the rows above; the row marked "CPU default" is the one it takes.
+  The float64 fused variants run many iterations per call of the compiled loop
+  (``kernels._iterate``); the one-sample and one-run rows, which swap the gradient kernel, and the
+  row "one Python call per iteration" (the engine's own layout and kernel) call the gradient and
+  the step from Python once per iteration (``kernels.ITERATIONS_PER_CALL = 0``), which shows what
+  the compiled loop gains;
 * ``engine, fused kernel ..., mixed precision``: the engine's option ``precision="mixed"``
   (float32 gradients until a run's error is below 1e-2 or its steps stall, float64 to finish;
   its iterates are not float64's, and its verdicts are checked by ``tools/audit.py --precision mixed``).
@@ -151,10 +156,13 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
     def engine(kernel, chunk, variant=None, precision="float64"):
         def go():
             saved, saved_max_r = kernels._compiled.get("gradient"), kernels.BLOCKS_MAX_R
+            saved_per_call = kernels.ITERATIONS_PER_CALL
             if variant == "blocks":  # the sample-block layout at any r
                 kernels.BLOCKS_MAX_R = 1 << 30
-            elif variant is not None:  # the row layout at any r
+            elif variant in ("rows", "one-sample", "one-run"):  # the row layout at any r
                 kernels.BLOCKS_MAX_R = 0
+            if variant in ("one-sample", "one-run", "per-iteration"):  # one Python call per iteration (the
+                kernels.ITERATIONS_PER_CALL = 0  # compiled loop calls the engine's own kernel only)
             if variant == "one-sample":  # the plain loop (the same sums)
                 kernels._compiled["gradient"] = kernels.compiled("reference")
             elif variant == "one-run":  # eight samples, runs one at a time: what pairing the runs gains
@@ -164,6 +172,7 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
                                       record_history=False, kernel=kernel, max_chunk_bytes=chunk, precision=precision)
             finally:
                 kernels._compiled["gradient"], kernels.BLOCKS_MAX_R = saved, saved_max_r
+                kernels.ITERATIONS_PER_CALL = saved_per_call
             out[(kernel + (f" {variant}" if variant else "") + (" mixed" if precision == "mixed" else ""), chunk)] = res.W
         return go
 
@@ -202,6 +211,8 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
                       engine("fused", None, "rows"), repeats),
                      ("engine, fused kernel, sample blocks (samples along the vector lanes)" + blocks,
                       engine("fused", None, "blocks"), repeats),
+                     ("engine, fused kernel as the engine lays it out, one Python call per iteration (before the "
+                      "compiled loop)", engine("fused", None, "per-iteration"), repeats),
                      ("engine, fused kernel as the engine lays it out, mixed precision (float32 gradients until a "
                       "run nears the end; other iterates)", engine("fused", None, precision="mixed"), repeats)]
     alone = kernel_cases(p0, S) if device == "cpu" and kernels.available() else []

@@ -362,6 +362,71 @@ def test_mixed_precision_from_float64_is_float64(kernel, monkeypatch):
     np.testing.assert_array_equal(mixed.rel_error, f64.rel_error)
 
 
+@pytest.mark.parametrize("per_call", [0, 1, 7, 64])
+def test_the_compiled_iteration_loop_is_one_call_per_iteration(kernel, monkeypatch, per_call):
+    """The fused path runs float64 iterations in one compiled loop (``kernels._iterate``), returning to
+    Python when a problem has finished or after ``ITERATIONS_PER_CALL`` iterations.  Its iterates,
+    statuses, iteration counts and histories are those of one gradient call and one step call per
+    iteration, bit for bit: the reference is the mixed-precision loop with its switch at infinity
+    (every run in float64, fresh buffers, one compiled call of each per iteration), on problems of
+    different N whose runs stop at different iterations as converged, diverged, early successes and
+    capped, masked and unmasked.  With more than one iteration per call the loop is entered a few
+    times per chunk, not once per iteration; ``ITERATIONS_PER_CALL = 0`` (one float64 gradient call
+    and one step call per iteration, from Python) does not enter it and gives the same bits too."""
+    from winning_ticket.algorithms import engine, kernels
+
+    if kernel != "fused":
+        pytest.skip("the fused kernel's iteration loop")
+    monkeypatch.setattr(kernels, "ITERATIONS_PER_CALL", per_call)
+    real, calls = kernels.compiled("iterate"), []
+    monkeypatch.setitem(kernels._compiled, "iterate", lambda *a: (calls.append(a[17]), real(*a))[1])
+    probs = _problems(2, noise=0.02) + _problems(1, N=180, noise=0.02, seed=5)  # two sample counts, one batch
+    clean = _problems(3, N=200, d=30, K=3, r=10)
+    W0 = _starts(probs, 4)
+    mask = np.ones(W0.shape)
+    mask[:, :, 0, :] = 0.0
+    far = np.stack([[initial_point(p.w_star, lam, seed_sequence(3, b)) for lam in (0.3, 1.0, 3.0)]
+                    for b, p in enumerate(clean)])
+    cases = [(probs, W0, dict(eta=[0.5, 0.5, 60.0, 0.5], beta=[0.2, 0.0, 0.2, 0.2], max_iter=700)),
+             (probs, W0 * mask, dict(eta=0.5, beta=0.2, max_iter=3000, mask=mask)),
+             (clean, far, dict(eta=0.5, beta=0.2, max_iter=1500, success_stop=1e-4))]
+    statuses = set()
+    for ps, start, kw in cases:
+        calls.clear()
+        fast = run_agd_batched(ps, start, progress=False, precision="float64", **kw)
+        iterations_run = int(fast.iterations.max())
+        if per_call == 0:  # the per-iteration loop
+            assert calls == []
+        elif per_call == 1:
+            assert len(calls) >= iterations_run
+        else:
+            assert 0 < len(calls) <= iterations_run / per_call + 2 * len(ps) + 1
+        with monkeypatch.context() as m:
+            m.setattr(engine, "SWITCH_ERROR", np.inf)
+            slow = run_agd_batched(ps, start, progress=False, precision="mixed", **kw)
+        for field in ("W", "iterations", "status", "final_error", "rel_error"):
+            np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field), err_msg=field)
+        statuses |= set(fast.status.ravel())
+    assert {RunStatus.CONVERGED, RunStatus.DIVERGED, RunStatus.EARLY_SUCCESS, RunStatus.MAX_ITER} <= statuses
+
+
+def test_the_iteration_loop_calls_the_engines_own_kernels(kernel, monkeypatch):
+    """The compiled loop binds its own dispatchers of the row kernel, the block kernel and the step,
+    even when another kernel was swapped into ``kernels._compiled`` before the loop was first
+    compiled (the benchmark swaps in the one-sample loop for one of its rows)."""
+    from winning_ticket.algorithms import kernels
+
+    if kernel != "fused":
+        pytest.skip("the fused kernel's iteration loop")
+    monkeypatch.setattr(kernels, "_compiled", {"gradient": kernels.compiled("reference")})
+    for name in ("_jit_blocks", "_jit_rows", "_jit_step"):
+        monkeypatch.setattr(kernels, name, None)
+    kernels.compiled("iterate")
+    assert kernels._jit_rows.py_func is kernels._fused_gradient
+    assert kernels._jit_blocks.py_func is kernels._fused_gradient_blocks
+    assert kernels._jit_step.py_func is kernels._agd_step
+
+
 def test_mixed_precision_decides_convergence_in_float64(kernel, monkeypatch):
     """Even with the switch thresholds at zero (a run would otherwise stay in float32 to the end), a
     run is never stopped as converged or as an early success on a float32 gradient: it moves to

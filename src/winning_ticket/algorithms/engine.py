@@ -589,6 +589,8 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
         check_inputs = kernels.check_blocks if layout == "blocks" else kernels.check_rows
         gradient_fn = kernels.compiled("blocks" if layout == "blocks" else "gradient")
         step_fn = kernels.compiled("step")
+        iterate_fn = kernels.compiled("iterate")  # float64: many iterations per call
+        no_rows = np.empty((0, 0, 0), np.int64)  # the row kernel reads no feature index
         pairing = () if layout == "blocks" else (True,)  # the rows kernel takes pair_runs before active
         if mixed:  # the inputs in float32 too, for the runs' float32 phase
             XN32, y32 = XN.astype(np.float32), y_rows.astype(np.float32)
@@ -648,25 +650,33 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
             low = err.numpy() >= SWITCH_ERROR
     switch_change = SWITCH_CHANGE * max(1.0, tol / STOP_TOL)  # 1000 tol for a tol above the default
     check_every = 1 if device.type == "cpu" else 16
-    for t in range(max_iter):
+    t = 0
+    while t < max_iter:
         # [engine-iteration] one iteration for every run of the batch, shown on the Reproducing page
         if XT is None:  # fused kernel: one pass over the samples, then the step and the stopping rule, compiled
             Wn, Wp, Mn, et, bt, Wsn, wsn, errn, stn, itn, hn = state
-            if low is None:
-                G = gradient_fn(XN, *feature_rows, y_rows, Wn, n_valid, np.empty(Wn.shape))
-            else:  # each running run's gradient in its own precision; a problem's pass only where needed
-                running = stn == 0
-                need32, need64 = (low & running).any(axis=1), (~low & running).any(axis=1)
-                G = np.empty(Wn.shape)
-                if need64.any():
-                    gradient_fn(XN, *feature_rows, y_rows, Wn, n_valid, G, *pairing, need64)
-                if need32.any():
-                    G32 = gradient_fn(XN32, *feature_rows, y32, Wn.astype(np.float32), n_valid, np.empty(Wn.shape, np.float32),
-                                      *pairing, need32)
-                    np.copyto(G, G32, where=low[:, None, :, None])  # the float32 runs' rows
-            finished = step_fn(Wn, Wp, G, G if Mn is None else Mn, Mn is not None, et, bt, Wsn, wsn, errn, stn, itn, hn,
-                               hist is not None, t, max_iter, tol, -1.0 if success_stop is None else success_stop,
-                               DIVERGENCE_ERROR, STATUS_CODES, np.empty(Wn.shape), low, SWITCH_ERROR, switch_change)
+            if low is None and kernels.ITERATIONS_PER_CALL > 0:  # float64: iterations t, t + 1, ... in one compiled loop
+                t, finished = iterate_fn(XN, feature_rows[0] if feature_rows else no_rows, y_rows, Wn, n_valid, Wp,
+                                         Wn if Mn is None else Mn, Mn is not None, et, bt, Wsn, wsn, errn, stn, itn, hn,
+                                         hist is not None, t, min(max_iter, t + kernels.ITERATIONS_PER_CALL), max_iter,
+                                         tol, -1.0 if success_stop is None else success_stop, DIVERGENCE_ERROR,
+                                         STATUS_CODES, layout == "blocks")
+            else:  # one iteration: the gradient, then the compiled step
+                if low is None:
+                    G = gradient_fn(XN, *feature_rows, y_rows, Wn, n_valid, np.empty(Wn.shape))
+                else:  # mixed: each running run's gradient in its own precision; a problem's pass only where needed
+                    running = stn == 0
+                    need32, need64 = (low & running).any(axis=1), (~low & running).any(axis=1)
+                    G = np.empty(Wn.shape)
+                    if need64.any():
+                        gradient_fn(XN, *feature_rows, y_rows, Wn, n_valid, G, *pairing, need64)
+                    if need32.any():
+                        G32 = gradient_fn(XN32, *feature_rows, y32, Wn.astype(np.float32), n_valid,
+                                          np.empty(Wn.shape, np.float32), *pairing, need32)
+                        np.copyto(G, G32, where=low[:, None, :, None])  # the float32 runs' rows
+                finished = step_fn(Wn, Wp, G, G if Mn is None else Mn, Mn is not None, et, bt, Wsn, wsn, errn, stn, itn,
+                                   hn, hist is not None, t, max_iter, tol, -1.0 if success_stop is None else success_stop,
+                                   DIVERGENCE_ERROR, STATUS_CODES, np.empty(Wn.shape), low, SWITCH_ERROR, switch_change)
         else:  # two batched products, then the step and the stopping rule (_step)
             ZT, e = _forward(XT, W, y)
             G = _grad(XT, ZT, e, n)
@@ -676,9 +686,10 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
                 hist[:, :, t + 1] = recorded
             finished = None
         # [/engine-iteration]
+        t += 1
         if finished == 0:
             continue  # (fused) every problem still has a running run
-        if t % check_every == check_every - 1 or t == max_iter - 1:
+        if t % check_every == 0 or t == max_iter:  # t iterations done
             alive = (status == 0).any(dim=1)
             if not bool(alive.all()):
                 retire(~alive)

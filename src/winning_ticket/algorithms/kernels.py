@@ -29,7 +29,8 @@ one-sample loop :func:`_fused_gradient_reference`:
 
 The engine picks the layout with :func:`layout_for`.  :func:`_agd_step` then takes the AGD step (12) of every run, computes the two
 distances and applies the stopping rule, in one call instead of about thirty small torch
-operations.
+operations, and :func:`_iterate` runs the gradient and the step of many float64 iterations in one
+compiled loop, so the engine's Python loop is entered when a problem finishes, not every iteration.
 
 Numerics.  The sums are reassociated into vector lanes (``fastmath`` reassociation and fused
 multiply-add, no other relaxation: NaN and infinity keep their meaning, so a diverging run is
@@ -435,7 +436,11 @@ def _fused_gradient_blocks(XB, rows, y, W, n_valid, G, active=None):  # pragma: 
     ``L`` samples (``z[j, s, :] += W[b, j, s, i] X[rows[b, j, i], :]``, eight rows ``i`` per pass,
     two runs sharing each load of the inputs), then their residuals, then the gradient entries
     (``G[b, j, s, i] += sum_l c[j, s, l] X[rows[b, j, i], l]``, eight rows and two runs per pass:
-    sixteen dot products of length ``L``).  The block's inputs are still in the cache (L2 or L3)
+    sixteen dot products of length ``L``); of the last ``r mod 8`` rows, four are taken as one group
+    the same way (two runs per load of the inputs, eight dot products per pass: the kernel alone on
+    a problem as the engine lays it out ran 1.05, 1.08 and 1.23 times as fast at r = 100, 60 and 20,
+    medians of 9 alternating repetitions, 2026-12-04, than with those rows one at a time), the rest
+    one at a time.  The block's inputs are still in the cache (L2 or L3)
     for the second pass and for the other neurons that read the same feature, so the data is read
     from memory once per iteration.
 
@@ -508,7 +513,36 @@ def _fused_gradient_blocks(XB, rows, y, W, n_valid, G, active=None):  # pragma: 
                         for n in range(m):
                             za[n] = (za[n] + u0 * x0[n] + u1 * x1[n] + u2 * x2[n] + u3 * x3[n]
                                      + u4 * x4[n] + u5 * x5[n] + u6 * x6[n] + u7 * x7[n])
-                for i in range(r8, r):  # the last r mod 8 rows, one at a time
+                r4 = r8
+                if r - r8 >= 4:  # four of the last r mod 8 rows as one group
+                    x0 = X[ix[r8]]
+                    x1 = X[ix[r8 + 1]]
+                    x2 = X[ix[r8 + 2]]
+                    x3 = X[ix[r8 + 3]]
+                    s = 0
+                    while s + 1 < S:  # runs s and s + 1 from one load of the inputs
+                        za = z[j, s]
+                        zb = z[j, s + 1]
+                        u = w[s]
+                        v = w[s + 1]
+                        u0, u1, u2, u3 = u[r8], u[r8 + 1], u[r8 + 2], u[r8 + 3]
+                        v0, v1, v2, v3 = v[r8], v[r8 + 1], v[r8 + 2], v[r8 + 3]
+                        for n in range(m):
+                            p0 = x0[n]
+                            p1 = x1[n]
+                            p2 = x2[n]
+                            p3 = x3[n]
+                            za[n] = za[n] + u0 * p0 + u1 * p1 + u2 * p2 + u3 * p3
+                            zb[n] = zb[n] + v0 * p0 + v1 * p1 + v2 * p2 + v3 * p3
+                        s += 2
+                    if s < S:  # the last run of an odd S
+                        za = z[j, s]
+                        u = w[s]
+                        u0, u1, u2, u3 = u[r8], u[r8 + 1], u[r8 + 2], u[r8 + 3]
+                        for n in range(m):
+                            za[n] = za[n] + u0 * x0[n] + u1 * x1[n] + u2 * x2[n] + u3 * x3[n]
+                    r4 = r8 + 4
+                for i in range(r4, r):  # the last r mod 4 rows, one at a time
                     x0 = X[ix[i]]
                     for s in range(S):
                         za = z[j, s]
@@ -616,7 +650,59 @@ def _fused_gradient_blocks(XB, rows, y, W, n_valid, G, active=None):  # pragma: 
                         ga[i + 5] += a5
                         ga[i + 6] += a6
                         ga[i + 7] += a7
-                for i in range(r8, r):
+                r4 = r8
+                if r - r8 >= 4:  # four dot products per pass over the run's residuals
+                    x0 = X[ix[r8]]
+                    x1 = X[ix[r8 + 1]]
+                    x2 = X[ix[r8 + 2]]
+                    x3 = X[ix[r8 + 3]]
+                    s = 0
+                    while s + 1 < S:  # eight dot products: four rows, two runs
+                        ca = c[j, s]
+                        cb = c[j, s + 1]
+                        a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = zero
+                        for n in range(m):
+                            pa = ca[n]
+                            pb = cb[n]
+                            q0 = x0[n]
+                            q1 = x1[n]
+                            q2 = x2[n]
+                            q3 = x3[n]
+                            a0 += pa * q0
+                            a1 += pa * q1
+                            a2 += pa * q2
+                            a3 += pa * q3
+                            b0 += pb * q0
+                            b1 += pb * q1
+                            b2 += pb * q2
+                            b3 += pb * q3
+                        ga = g[s]
+                        gb = g[s + 1]
+                        ga[r8] += a0
+                        ga[r8 + 1] += a1
+                        ga[r8 + 2] += a2
+                        ga[r8 + 3] += a3
+                        gb[r8] += b0
+                        gb[r8 + 1] += b1
+                        gb[r8 + 2] += b2
+                        gb[r8 + 3] += b3
+                        s += 2
+                    if s < S:
+                        ca = c[j, s]
+                        a0 = a1 = a2 = a3 = zero
+                        for n in range(m):
+                            pa = ca[n]
+                            a0 += pa * x0[n]
+                            a1 += pa * x1[n]
+                            a2 += pa * x2[n]
+                            a3 += pa * x3[n]
+                        ga = g[s]
+                        ga[r8] += a0
+                        ga[r8 + 1] += a1
+                        ga[r8 + 2] += a2
+                        ga[r8 + 3] += a3
+                    r4 = r8 + 4
+                for i in range(r4, r):
                     x0 = X[ix[i]]
                     for s in range(S):
                         cs = c[j, s]
@@ -718,11 +804,51 @@ def _agd_step(W, W_prev, G, M, masked, eta, beta, Ws, ws_norm, err, status, iter
     return finished
 
 
+ITERATIONS_PER_CALL = 64
+"""The most float64 iterations the engine's fused path runs in one call of :func:`_iterate` before it
+returns to the engine's Python loop (which then checks for an interrupt and calls again), so a long
+run still answers Ctrl-C within a fraction of a second.  ``0``: one Python call of the gradient
+kernel and one of :func:`_agd_step` per iteration instead (the engine before the compiled loop;
+``benchmarks/bench_engine.py`` uses it for the variants that swap the gradient kernel, which
+:func:`_iterate` cannot call).  Every value gives the same iterates bit for bit (tested)."""
+
+_jit_blocks = _jit_rows = _jit_step = None  # the compiled kernels _iterate calls, set by compiled("iterate")
+
+
+def _iterate(XN, rows, y, W, n_valid, W_prev, M, masked, eta, beta, Ws, ws_norm, err, status, iters, hist,
+             recording, t0, t1, max_iter, tol, success_stop, divergence, codes, blocks):  # pragma: no cover - compiled by numba
+    """Iterations ``t0, t0 + 1, ...`` of every run of a chunk (float64), each one gradient call and one
+    :func:`_agd_step`, compiled as one loop, so the engine's Python loop is entered once per call instead
+    of once per iteration.
+
+    Returns ``(t, finished)`` at the first iteration ``t`` after which ``finished > 0`` problems have no
+    running run (the engine then retires them and calls again from ``t + 1``), else ``(t1 - 1, 0)``.
+    ``blocks``: the sample-block kernel on :func:`feature_blocks`' ``XN, rows, y``, else the row
+    kernel on ``XN, y`` (``rows`` unused).  The other arguments are :func:`_agd_step`'s (``M`` any
+    array of ``W``'s shape when ``masked`` is false).  The gradient and next-iterate buffers are
+    reused between iterations: both are written in full before they are read (:func:`_agd_step`
+    reads ``W_next`` only where it has just written it), so the iterates are the ones of one call per
+    iteration bit for bit (tested, against this function run as plain Python).
+    """
+    G = np.empty(W.shape)
+    W_next = np.empty(W.shape)
+    for t in range(t0, t1):
+        if blocks:
+            _jit_blocks(XN, rows, y, W, n_valid, G)
+        else:
+            _jit_rows(XN, y, W, n_valid, G)
+        finished = _jit_step(W, W_prev, G, M, masked, eta, beta, Ws, ws_norm, err, status, iters, hist, recording, t,
+                             max_iter, tol, success_stop, divergence, codes, W_next)
+        if finished > 0:
+            return t, finished
+    return t1 - 1, 0
+
+
 _compiled = {}
 
 
 def compiled(name: str):
-    """The numba-compiled ``name`` (``gradient``, ``blocks``, ``reference`` or ``step``), compiled on first use.
+    """The numba-compiled ``name`` (``gradient``, ``blocks``, ``reference``, ``step`` or ``iterate``), compiled on first use.
 
     The engine calls these directly inside its iteration loop (checked once per chunk, not per
     call); :func:`fused_gradient` is the checked entry point.
@@ -730,14 +856,23 @@ def compiled(name: str):
     if numba is None:
         raise RuntimeError("the fused kernel needs numba (pip install -r requirements-dev.txt -c constraints.txt)")
     if name not in _compiled:
-        if name == "step":  # no fast-math: the torch path's roundings; numpy's error model: x / 0 is inf
-            fn = numba.njit(boundscheck=False, cache=True, nogil=True, error_model="numpy")(_agd_step)
-        else:
-            py = {"gradient": _fused_gradient, "blocks": _fused_gradient_blocks,
-                  "reference": _fused_gradient_reference}[name]
-            fn = numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True, nogil=True)(py)
-        _compiled[name] = fn
+        _compiled[name] = _compile(name)
     return _compiled[name]
+
+
+def _compile(name: str):
+    """A new numba dispatcher for ``name`` (see :func:`compiled`; numba's disk cache makes a second one cheap)."""
+    if name == "iterate":
+        # a loop over the compiled kernels, which it reaches as this module's globals, bound here to
+        # dispatchers of their own: a kernel swapped into ``_compiled`` (the benchmark's variants do)
+        # never ends up inside the loop
+        global _jit_blocks, _jit_rows, _jit_step
+        _jit_blocks, _jit_rows, _jit_step = _compile("blocks"), _compile("gradient"), _compile("step")
+        return numba.njit(boundscheck=False, cache=True, nogil=True)(_iterate)
+    if name == "step":  # no fast-math: the torch path's roundings; numpy's error model: x / 0 is inf
+        return numba.njit(boundscheck=False, cache=True, nogil=True, error_model="numpy")(_agd_step)
+    py = {"gradient": _fused_gradient, "blocks": _fused_gradient_blocks, "reference": _fused_gradient_reference}[name]
+    return numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True, nogil=True)(py)
 
 
 def check_rows(XN: np.ndarray, y: np.ndarray, W: np.ndarray, n_valid) -> np.ndarray:
