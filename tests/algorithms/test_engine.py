@@ -306,6 +306,24 @@ def test_the_two_kernels_agree_run_by_run(kernel):
     assert np.all(out["fused"][1].W[:, :, 0, :] == 0.0)
 
 
+def _runs_where_every_rule_fires():
+    """Batches and settings whose runs between them stop in every way the engine knows: noisy problems
+    of two sample counts in one batch (converging; a step size of 60 diverging; masked), and
+    noiseless ones from starts near and far (early successes; capped).  Returns the noiseless
+    problems and the ``(problems, W0, keyword arguments)`` of each call."""
+    probs = _problems(3, noise=0.02) + _problems(1, N=180, noise=0.02, seed=5)
+    clean = _problems(4, N=200, d=30, K=3, r=10)
+    W0 = _starts(probs, 4)
+    mask = np.ones(W0.shape)
+    mask[:, :, 0, :] = 0.0
+    far = np.stack([[initial_point(p.w_star, lam, seed_sequence(3, b)) for lam in (0.3, 1.0, 3.0)]
+                    for b, p in enumerate(clean)])
+    return clean, [(probs, W0, dict(eta=[0.5, 0.5, 60.0, 0.5], beta=[0.2, 0.0, 0.2, 0.2], max_iter=700)),
+                   (probs, W0 * mask, dict(eta=0.5, beta=0.2, max_iter=3000, mask=mask)),
+                   (clean, far, dict(eta=0.5, beta=0.2, max_iter=3000, success_stop=1e-4)),
+                   (clean, far, dict(eta=0.5, beta=0.2, max_iter=600))]
+
+
 def test_mixed_precision_keeps_every_runs_verdict(kernel):
     """Mixed precision (float32 gradients until a run nears the end, float64 to finish): every run
     (converging, capped, diverging, masked, stopped early, noisy, from starts near and far) ends with
@@ -313,17 +331,7 @@ def test_mixed_precision_keeps_every_runs_verdict(kernel):
     (the iterates are not float64's bits); a run does not depend on its batch or chunk (bit for bit)."""
     if kernel != "fused":
         pytest.skip("mixed precision needs the fused kernel")
-    probs = _problems(3, noise=0.02)
-    clean = _problems(4, N=200, d=30, K=3, r=10)
-    W0 = _starts(probs, 4)
-    mask = np.ones(W0.shape)
-    mask[:, :, 0, :] = 0.0
-    far = np.stack([[initial_point(p.w_star, lam, seed_sequence(3, b)) for lam in (0.3, 1.0, 3.0)]
-                    for b, p in enumerate(clean)])
-    calls = [(probs, W0, dict(eta=[0.5, 0.5, 60.0, 0.5], beta=[0.2, 0.0, 0.2, 0.2], max_iter=700)),
-             (probs, W0 * mask, dict(eta=0.5, beta=0.2, max_iter=3000, mask=mask)),
-             (clean, far, dict(eta=0.5, beta=0.2, max_iter=3000, success_stop=1e-4)),
-             (clean, far, dict(eta=0.5, beta=0.2, max_iter=600))]
+    clean, calls = _runs_where_every_rule_fires()
     statuses, successes, differ = set(), set(), 0
     for ps, W, kw in calls:
         f64 = run_agd_batched(ps, W, progress=False, precision="float64", **kw)
@@ -379,28 +387,29 @@ def test_the_compiled_iteration_loop_is_one_call_per_iteration(kernel, monkeypat
         pytest.skip("the fused kernel's iteration loop")
     monkeypatch.setattr(kernels, "ITERATIONS_PER_CALL", per_call)
     real, calls = kernels.compiled("iterate"), []
-    monkeypatch.setitem(kernels._compiled, "iterate", lambda *a: (calls.append(a[17]), real(*a))[1])
-    probs = _problems(2, noise=0.02) + _problems(1, N=180, noise=0.02, seed=5)  # two sample counts, one batch
-    clean = _problems(3, N=200, d=30, K=3, r=10)
-    W0 = _starts(probs, 4)
-    mask = np.ones(W0.shape)
-    mask[:, :, 0, :] = 0.0
-    far = np.stack([[initial_point(p.w_star, lam, seed_sequence(3, b)) for lam in (0.3, 1.0, 3.0)]
-                    for b, p in enumerate(clean)])
-    cases = [(probs, W0, dict(eta=[0.5, 0.5, 60.0, 0.5], beta=[0.2, 0.0, 0.2, 0.2], max_iter=700)),
-             (probs, W0 * mask, dict(eta=0.5, beta=0.2, max_iter=3000, mask=mask)),
-             (clean, far, dict(eta=0.5, beta=0.2, max_iter=1500, success_stop=1e-4))]
+
+    def iterate(*a):  # records (first iteration, limit, last iteration, problems finished) of each call
+        t, finished = real(*a)
+        calls.append((a[17], a[18], t, finished))
+        return t, finished
+
+    monkeypatch.setitem(kernels._compiled, "iterate", iterate)
+    _, cases = _runs_where_every_rule_fires()
     statuses = set()
     for ps, start, kw in cases:
         calls.clear()
         fast = run_agd_batched(ps, start, progress=False, precision="float64", **kw)
-        iterations_run = int(fast.iterations.max())
         if per_call == 0:  # the per-iteration loop
             assert calls == []
-        elif per_call == 1:
-            assert len(calls) >= iterations_run
-        else:
-            assert 0 < len(calls) <= iterations_run / per_call + 2 * len(ps) + 1
+        else:  # one chunk: the calls tile the iterations, each at most per_call long, and one ends
+            # exactly at the iteration where a problem's last running run stopped, and only there
+            stopped_at = fast.iterations - (fast.status != RunStatus.DIVERGED)  # a diverged run's step is not counted
+            finishing = set(stopped_at.max(axis=1).tolist())
+            assert calls[0][0] == 0 and calls[-1][2] == max(finishing)
+            assert all(b[0] == a[2] + 1 for a, b in zip(calls, calls[1:]))
+            assert all(t0 <= t < t1 <= t0 + per_call for t0, t1, t, _ in calls)
+            assert {t for _, _, t, finished in calls if finished} == finishing
+            assert sum(finished for *_, finished in calls) == len(ps)
         with monkeypatch.context() as m:
             m.setattr(engine, "SWITCH_ERROR", np.inf)
             slow = run_agd_batched(ps, start, progress=False, precision="mixed", **kw)
@@ -560,7 +569,8 @@ def test_blocked_kernel_equals_the_one_sample_loop(kernel):
         pytest.skip("the fused kernel's own test")
     rng = np.random.default_rng(3)
     cases = ((1, 1, 1), (3, 6, 2), (5, 13, 3), (37, 13, 3), (40, 17, 5), (45, 21, 3), (90, 40, 10),
-             (101, 100, 2), (50, 24, 5), (203, 64, 4), (SAMPLE_BLOCK + 1, 9, 3), (2 * SAMPLE_BLOCK, 16, 2))
+             (101, 100, 2), (50, 24, 5), (203, 64, 4), (SAMPLE_BLOCK + 1, 9, 3), (2 * SAMPLE_BLOCK, 16, 2),
+             (60, 15, 3), (33, 23, 1), (70, 12, 3), (44, 11, 2), (52, 10, 3), (29, 20, 1))  # r mod 8 = 0 to 7
     for N, r, S in cases:
         XN = rng.standard_normal((3, N, 4, r))
         y = rng.standard_normal((3, N))
@@ -623,7 +633,9 @@ def test_the_engine_takes_the_layout_for_r(kernel, monkeypatch):
     row kernel above it (the compiled functions it asks for are recorded; under the ``fused-rows``
     parameter ``BLOCKS_MAX_R`` is 0, so the rows at every r), and runs over several sample blocks
     (N = 2 SAMPLE_BLOCK + 88: three blocks, the last of 88 samples) have the torch kernel's status and iteration count, with
-    iterates equal to rounding."""
+    iterates equal to rounding.  In float64 the kernel runs inside the compiled loop, which picks it by
+    a flag: its iterates are those of the kernel the engine asked for, called once per iteration
+    (``ITERATIONS_PER_CALL = 0``), bit for bit."""
     from winning_ticket.algorithms import kernels
 
     if kernel != "fused":
@@ -644,6 +656,10 @@ def test_the_engine_takes_the_layout_for_r(kernel, monkeypatch):
         np.testing.assert_array_equal(fused.status, torch_runs.status)
         np.testing.assert_array_equal(fused.iterations, torch_runs.iterations)
         np.testing.assert_allclose(fused.W, torch_runs.W, rtol=1e-9, atol=1e-13)
+        with monkeypatch.context() as m:
+            m.setattr(kernels, "ITERATIONS_PER_CALL", 0)
+            per_iteration = run_agd_batched(probs, W0, [0.5, 0.5, 0.5], [0.2, 0.0, 0.2], max_iter=300, progress=False)
+        np.testing.assert_array_equal(fused.W, per_iteration.W)
 
 
 def test_sample_blocks_layout():

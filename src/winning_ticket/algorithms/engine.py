@@ -33,7 +33,9 @@ products (for ``r`` up to ``kernels.BLOCKS_MAX_R`` with the samples along the ve
 longer rows eight samples and two runs at a time along the rows), followed by one compiled call
 that takes the AGD step, computes the runs' two distances and applies the stopping rule (the
 step bit for bit torch's expression; measured side by side in ``benchmarks/bench_engine.py``;
-see the README).  ``kernel="torch"`` (or ``$WT_KERNEL=torch``)
+see the README); in float64 both run inside one compiled loop of up to
+``kernels.ITERATIONS_PER_CALL`` iterations (``kernels._iterate``), which returns to this module's
+loop when a problem's runs have all stopped.  ``kernel="torch"`` (or ``$WT_KERNEL=torch``)
 selects the two batched products above, which a GPU always uses.  The two agree to rounding
 (tested), and an archive records the setting that made it.
 
@@ -652,7 +654,7 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
     check_every = 1 if device.type == "cpu" else 16
     t = 0
     while t < max_iter:
-        # [engine-iteration] one iteration for every run of the batch, shown on the Reproducing page
+        # [engine-iteration] one iteration for every run (fused float64: up to 64), shown on the Reproducing page
         if XT is None:  # fused kernel: one pass over the samples, then the step and the stopping rule, compiled
             Wn, Wp, Mn, et, bt, Wsn, wsn, errn, stn, itn, hn = state
             if low is None and kernels.ITERATIONS_PER_CALL > 0:  # float64: iterations t, t + 1, ... in one compiled loop
