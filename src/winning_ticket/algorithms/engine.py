@@ -652,6 +652,7 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
             low = err.numpy() >= SWITCH_ERROR
     switch_change = SWITCH_CHANGE * max(1.0, tol / STOP_TOL)  # 1000 tol for a tol above the default
     check_every = 1 if device.type == "cpu" else 16
+    success_at = -1.0 if success_stop is None else success_stop  # the compiled step's "off"
     t = 0
     while t < max_iter:
         # [engine-iteration] one iteration for every run (fused float64: up to 64), shown on the Reproducing page
@@ -661,7 +662,7 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
                 t, finished = iterate_fn(XN, feature_rows[0] if feature_rows else no_rows, y_rows, Wn, n_valid, Wp,
                                          Wn if Mn is None else Mn, Mn is not None, et, bt, Wsn, wsn, errn, stn, itn, hn,
                                          hist is not None, t, min(max_iter, t + kernels.ITERATIONS_PER_CALL), max_iter,
-                                         tol, -1.0 if success_stop is None else success_stop, DIVERGENCE_ERROR,
+                                         tol, success_at, DIVERGENCE_ERROR,
                                          STATUS_CODES, layout == "blocks")
             else:  # one iteration: the gradient, then the compiled step
                 if low is None:
@@ -677,7 +678,7 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
                                           np.empty(Wn.shape, np.float32), *pairing, need32)
                         np.copyto(G, G32, where=low[:, None, :, None])  # the float32 runs' rows
                 finished = step_fn(Wn, Wp, G, G if Mn is None else Mn, Mn is not None, et, bt, Wsn, wsn, errn, stn, itn,
-                                   hn, hist is not None, t, max_iter, tol, -1.0 if success_stop is None else success_stop,
+                                   hn, hist is not None, t, max_iter, tol, success_at,
                                    DIVERGENCE_ERROR, STATUS_CODES, np.empty(Wn.shape), low, SWITCH_ERROR, switch_change)
         else:  # two batched products, then the step and the stopping rule (_step)
             ZT, e = _forward(XT, W, y)

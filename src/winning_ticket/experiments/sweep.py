@@ -98,14 +98,6 @@ def trial_seed(params: Mapping[str, Any], seed: int, trial: int, seed_keys: Sequ
     return seed_sequence(seed, *(check_int(f"seed key {k}", params[k], 0) for k in seed_keys), trial)
 
 
-def _engine_precision() -> str:
-    """The engine's precision setting (``$WT_PRECISION``, see
-    :func:`~winning_ticket.algorithms.engine.precision_setting`), part of a sweep's cache key."""
-    from ..algorithms.engine import precision_setting
-
-    return precision_setting()
-
-
 def _run_unit(fn: TaskFn, params: Mapping[str, Any], seed: int, trials: list[int],
               seed_keys: Sequence[str] | None = None) -> list[dict]:
     seeds = [trial_seed(params, seed, t, seed_keys) for t in trials]
@@ -198,7 +190,9 @@ def run_sweep(
         ident = {"name": name, "fn": f"{fn.__module__}.{fn.__qualname__}", "tasks": [_canonical(t) for t in tasks],
                  "trials": trials, "seed": seed, "seed_keys": list(seed_keys) if seed_keys else None,
                  "version": __version__, "source": code_digest(fn)}
-        precision = _engine_precision()
+        from ..algorithms.engine import precision_setting  # here: the engine imports this package
+
+        precision = precision_setting()
         if precision != "float64":  # mixed-precision units are other numbers: never mixed with float64 ones
             ident["engine_precision"] = precision
         ident = _canonical(ident)
