@@ -1,4 +1,5 @@
-from winning_ticket.algorithms.teacher_student import dense_student
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,7 @@ from winning_ticket.algorithms.engine import (
     run_agd_batched,
     stack_problems,
 )
-from winning_ticket.algorithms.teacher_student import initial_point, make_problem
+from winning_ticket.algorithms.teacher_student import dense_student, initial_point, make_problem
 from winning_ticket.experiments.seeding import seed_sequence
 from winning_ticket.algorithms.risk import gradient, hessian, risk
 
@@ -322,6 +323,41 @@ def _runs_where_every_rule_fires():
                    (probs, W0 * mask, dict(eta=0.5, beta=0.2, max_iter=3000, mask=mask)),
                    (clean, far, dict(eta=0.5, beta=0.2, max_iter=3000, success_stop=1e-4)),
                    (clean, far, dict(eta=0.5, beta=0.2, max_iter=600))]
+
+
+def test_mixed_precision_reads_only_gradients_the_kernel_wrote(kernel, monkeypatch):
+    """The kernels leave a skipped problem's gradient rows as the buffer held them (uninitialized
+    memory): the mixed path must not read them.  With every gradient buffer filled with signalling
+    NaNs before the kernel runs, and numpy raising on invalid operations, every run ends bit for bit
+    as with untouched buffers.  (Before the fix, the float32 rows of a stopped run's skipped problem
+    were cast to float64: a "invalid value encountered in cast" warning, depending on the garbage.)"""
+    if kernel != "fused":
+        pytest.skip("mixed precision needs the fused kernel")
+    from winning_ticket.algorithms import kernels
+
+    _, calls = _runs_where_every_rule_fires()
+    plain = [run_agd_batched(ps, W, progress=False, precision="mixed", **kw) for ps, W, kw in calls]
+    poisoned = []
+    for name, at in (("gradient", 4), ("blocks", 5)):  # the position of the output buffer G
+        real = kernels.compiled(name)
+
+        def poisoning(*args, real=real, at=at):
+            G = args[at]
+            if G.dtype == np.float32:
+                G.view(np.uint32)[...] = 0x7FA00000  # a signalling NaN
+            else:
+                G.view(np.uint64)[...] = 0x7FF4000000000000
+            poisoned.append(G.dtype)
+            return real(*args)
+
+        monkeypatch.setitem(kernels._compiled, name, poisoning)
+    with np.errstate(all="raise"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = [run_agd_batched(ps, W, progress=False, precision="mixed", **kw) for ps, W, kw in calls]
+    assert {np.dtype(np.float32), np.dtype(np.float64)} <= set(poisoned)  # both phases went through the poison
+    for a, b in zip(plain, again):
+        for field in ("W", "status", "iterations", "final_error"):
+            np.testing.assert_array_equal(getattr(b, field), getattr(a, field))
 
 
 def test_mixed_precision_keeps_every_runs_verdict(kernel):

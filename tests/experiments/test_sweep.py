@@ -4,9 +4,11 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from winning_ticket.experiments.stats import bootstrap_slope, wilson_interval
-from winning_ticket.experiments.sweep import InlineExecutor, run_sweep, success_summary, task_key
+from winning_ticket.algorithms import engine
+from winning_ticket.experiments.sweep import InlineExecutor, engine_settings, run_sweep, success_summary, task_key
 
 STATE = {"calls": 0, "fail_on": None}
 
@@ -85,16 +87,38 @@ def test_cache_is_keyed_by_parameters(tmp_path):
     assert_same_rows(a.runs, c.runs)
 
 
-def test_cache_is_keyed_by_the_engine_precision(tmp_path, monkeypatch):
-    """Units computed with ``WT_PRECISION=mixed`` are other numbers: they go to their own cache, so a
-    float64 run never reads them back (and float64's key is the one it had before the setting)."""
-    monkeypatch.delenv("WT_PRECISION", raising=False)
+@pytest.mark.parametrize("name, default, other", [
+    ("WT_PRECISION", "float64", "mixed"),
+    ("WT_KERNEL", "auto", "torch"),
+    ("WT_KERNEL", "auto", "fused"),
+    ("WT_CHUNK_BYTES", str(engine.CHUNK_BYTES_CPU), str(16 << 20)),
+])
+def test_cache_is_keyed_by_the_engine_settings(tmp_path, monkeypatch, name, default, other):
+    """Units computed under another engine setting (mixed precision, an explicit kernel, another
+    chunk) are other numbers, and an archive's audit re-executes under the setting it records: they
+    go to their own cache, so a run under the defaults never reads them back (and the defaults'
+    key, written out or not, is the one the cache had before the settings were keyed)."""
+    for var in ("WT_PRECISION", "WT_KERNEL", "WT_CHUNK_BYTES", "WT_DEVICE"):
+        monkeypatch.delenv(var, raising=False)
     a = run_sweep(toy_task, TASKS, 2, seed=0, name="p", cache_dir=tmp_path, progress=False)
-    monkeypatch.setenv("WT_PRECISION", "float64")
-    assert run_sweep(toy_task, TASKS, 2, seed=0, name="p", cache_dir=tmp_path, progress=False).cache_path == a.cache_path
-    monkeypatch.setenv("WT_PRECISION", "mixed")
+    assert engine_settings() == {}
+    monkeypatch.setenv(name, default)
+    same = run_sweep(toy_task, TASKS, 2, seed=0, name="p", cache_dir=tmp_path, progress=False)
+    assert same.cache_path == a.cache_path and same.cached == 3
+    monkeypatch.setenv(name, other)
     m = run_sweep(toy_task, TASKS, 2, seed=0, name="p", cache_dir=tmp_path, progress=False)
     assert m.cache_path != a.cache_path and m.computed == 3 and m.cached == 0
+    assert list(engine_settings().values()) == [other]
+
+
+def test_cache_is_keyed_by_a_gpu_device(tmp_path, monkeypatch):
+    """A run on a GPU (the torch kernel there agrees with the CPU's only to rounding) has its own cache."""
+    monkeypatch.delenv("WT_DEVICE", raising=False)
+    cpu = run_sweep(toy_task, TASKS, 2, seed=0, name="g", cache_dir=tmp_path, progress=False)
+    monkeypatch.setattr(engine, "default_device", lambda: torch.device("cuda"))
+    assert engine_settings() == {"engine_device": "cuda"}
+    gpu = run_sweep(toy_task, TASKS, 2, seed=0, name="g", cache_dir=tmp_path, progress=False)
+    assert gpu.cache_path != cpu.cache_path and gpu.computed == 3
 
 
 def test_dask_cluster_gives_identical_results():

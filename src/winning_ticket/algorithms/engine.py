@@ -676,7 +676,9 @@ def _run_chunk(problems, W0, etas, betas, max_iter, tol, record_history, device,
                     if need32.any():
                         G32 = gradient_fn(XN32, *feature_rows, y32, Wn.astype(np.float32), n_valid,
                                           np.empty(Wn.shape, np.float32), *pairing, need32)
-                        np.copyto(G, G32, where=low[:, None, :, None])  # the float32 runs' rows
+                        # the running float32 runs' rows: a problem the kernel skipped holds whatever the
+                        # buffer held (possibly a signalling NaN), never read (tested)
+                        np.copyto(G, G32, where=(low & running)[:, None, :, None])
                 finished = step_fn(Wn, Wp, G, G if Mn is None else Mn, Mn is not None, et, bt, Wsn, wsn, errn, stn, itn,
                                    hn, hist is not None, t, max_iter, tol, success_at,
                                    DIVERGENCE_ERROR, STATUS_CODES, np.empty(Wn.shape), low, SWITCH_ERROR, switch_change)

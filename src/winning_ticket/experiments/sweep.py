@@ -10,7 +10,8 @@ runs a group of trials of one task and returns one row (a dict) per run.  The sw
 * submits the work to any :class:`concurrent.futures.Executor`: in-process by default,
   a ``ProcessPoolExecutor``, or a Dask cluster through ``client.get_executor()``;
 * writes each finished unit of work atomically to a cache directory keyed by the sweep's
-  parameters and the package version, so an interrupted sweep resumes where it stopped;
+  parameters, the package version, the code and the engine settings that change a run's numbers
+  (:func:`engine_settings`), so an interrupted sweep resumes where it stopped;
 * returns a tidy :class:`pandas.DataFrame`, one row per run.
 
 :func:`success_summary` adds Wilson 95% intervals to per-cell success rates.
@@ -190,11 +191,7 @@ def run_sweep(
         ident = {"name": name, "fn": f"{fn.__module__}.{fn.__qualname__}", "tasks": [_canonical(t) for t in tasks],
                  "trials": trials, "seed": seed, "seed_keys": list(seed_keys) if seed_keys else None,
                  "version": __version__, "source": code_digest(fn)}
-        from ..algorithms.engine import precision_setting  # here: the engine imports this package
-
-        precision = precision_setting()
-        if precision != "float64":  # mixed-precision units are other numbers: never mixed with float64 ones
-            ident["engine_precision"] = precision
+        ident.update(engine_settings())  # units made under other engine settings are other numbers
         ident = _canonical(ident)
         cache_path = Path(cache_dir) / f"{name}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
         cache_path.mkdir(parents=True, exist_ok=True)
@@ -339,6 +336,32 @@ def source_file(fn: Callable) -> Path | None:
     module = inspect.getmodule(fn)
     path = getattr(module, "__file__", None)
     return Path(path) if path else None
+
+
+def engine_settings() -> dict[str, str]:
+    """The engine settings of this process that can change a run's numbers, where they differ from
+    the defaults; a sweep's cache is keyed by them.
+
+    ``engine_precision`` (``$WT_PRECISION`` other than float64: mixed-precision units are other
+    numbers), ``engine_kernel`` (``$WT_KERNEL`` other than ``auto``: the kernels agree only to
+    rounding), ``engine_chunk_bytes`` (``$WT_CHUNK_BYTES`` other than the default: the torch kernel's
+    last bits can depend on the batching) and ``engine_device`` (a device other than the CPU).  An
+    archive records the same settings and its audit re-executes under them, so a cache that mixed
+    units of two settings would give an archive that fails its audit.  With every default the dict
+    is empty and a cache keeps the key it had before these settings were keyed.
+    """
+    from ..algorithms import engine  # here: the engine imports this package
+
+    settings = {}
+    if engine.precision_setting() != "float64":
+        settings["engine_precision"] = engine.precision_setting()
+    if engine.kernel_setting() != "auto":
+        settings["engine_kernel"] = engine.kernel_setting()
+    if engine.engine_chunk_bytes() != engine.CHUNK_BYTES_CPU:
+        settings["engine_chunk_bytes"] = str(engine.engine_chunk_bytes())
+    if engine.default_device().type != "cpu":
+        settings["engine_device"] = str(engine.default_device())
+    return settings
 
 
 def code_digest(fn: Callable) -> str:
