@@ -32,8 +32,11 @@ One iteration of one run is 4 N r K flops (forward and gradient products).  Vari
   (float32 gradients until a run's error is below 1e-2 or its steps stall, float64 to finish;
   its iterates are not float64's, and its verdicts are checked by ``tools/audit.py --precision mixed``).
 
-Every variant runs ``--repeats`` times (the numpy loops: up to 3), interleaved (variant A, B, C,
+Every variant runs ``--repeats`` times (the numpy reference: up to 3), interleaved (variant A, B, C,
 then A, B, C again), and the table quotes medians, so a noisy neighbour slows all of them alike.
+The ratio to the naive loop is given twice: the ratio of the medians, and the median and range of
+the per-repetition ratios (the naive loop's time over the variant's in the same round), a paired
+statistic whose range shows how far one run of the benchmark can move it.
 The one-thread float64 matrix product (2048^3) is one more interleaved variant of each workload,
 so the "of GEMM" column compares rates measured side by side; the streaming read bandwidth is
 measured before the workloads; the memory roofline of an iteration that reads each problem's inputs
@@ -194,7 +197,7 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
     if device != "cpu":
         variants = [(f"engine, torch kernel on {device}", engine("torch", None), repeats)]
     elif not skip_naive:
-        variants += [("naive einsum loop, one run at a time", naive, loops),
+        variants += [("naive einsum loop, one run at a time", naive, repeats),  # every repetition: the ratios pair with it
                      ("numpy reference (`run_agd`), one run at a time", reference, loops)]
     if device == "cpu":
         variants += [("engine, torch kernel, 48 MiB chunks (before)", engine("torch", 48 << 20), repeats),
@@ -243,10 +246,14 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
     title = (f"{name}: {P} problems x {S} runs sharing each, N = {N}, d = {p0.d}, K = {K}, r = {r}, {T} iterations; "
              f"{flop / 1e9:.1f} GFLOP")
     lines = [f"| variant ({name}) | runs/s | GFLOP/s | vs {'naive' if not skip_naive else 'first'} | "
-             f"of one-thread GEMM ({gemm:.1f} GFLOP/s, interleaved) |", "|---|---|---|---|---|"]
+             f"per-repetition ratio: median (range) | of one-thread GEMM ({gemm:.1f} GFLOP/s, interleaved) |",
+             "|---|---|---|---|---|---|"]
     for label, _, _ in variants:
         t = statistics.median(times[label])
-        lines.append(f"| {label} | {P * S / t:.2f} | {flop / t / 1e9:.1f} | {base / t:.1f}x | {100 * flop / t / 1e9 / gemm:.0f}% |")
+        paired = paired_ratios(times[base_label], times[label])
+        spread = f"{statistics.median(paired):.1f}x ({min(paired):.1f}-{max(paired):.1f})" if len(paired) > 1 else "-"
+        lines.append(f"| {label} | {P * S / t:.2f} | {flop / t / 1e9:.1f} | {base / t:.1f}x | {spread} | "
+                     f"{100 * flop / t / 1e9 / gemm:.0f}% |")
     notes = (f"Largest difference of the final iterates from the torch kernel's: "
              + ", ".join(f"{k if isinstance(k, str) else k[0]} {v:.1e}" for k, v in diffs.items())
              + f". Memory roofline of the fused kernel (one read of the inputs per iteration, S = {S}): "
@@ -261,6 +268,13 @@ def run_workload(name: str, problems: int | None, repeats: int, skip_naive: bool
             vs = f"{rate / naive_rate:.1f}x" if naive_rate else "-"
             lines.append(f"| {label} | {rate:.1f} | {vs} | {100 * rate / gemm:.0f}% |")
     return title, lines, notes
+
+
+def paired_ratios(base: list[float], variant: list[float]) -> list[float]:
+    """``base[i] / variant[i]`` for each repetition ``i`` that timed both: the two ran back to back in
+    the same round of the interleaved loop, so a slow spell of the machine slows both and cancels
+    in the ratio (the spread of these ratios is the measurement's own spread)."""
+    return [b / v for b, v in zip(base, variant)]
 
 
 def kernel_cases(p0, S: int) -> list[tuple[str, object, float]]:
@@ -340,8 +354,9 @@ def main() -> None:
     gemm, bw = gemm_rate(args.repeats), read_bandwidth(args.repeats)  # gemm: before the workloads, for the header
     head = [f"Measured {dt.date.today().isoformat()} on {platform.processor() or platform.machine()} "
             f"({os.cpu_count()} cores; {cache_sizes() or 'cache sizes unknown'}), one thread, float64, torch "
-            f"{torch.__version__}; medians of {args.repeats} interleaved repetitions (the numpy loops: "
-            f"{min(args.repeats, 3)}). One-thread float64 matrix product (2048^3) before the workloads: {gemm:.1f} "
+            f"{torch.__version__}; medians of {args.repeats} interleaved repetitions (the numpy reference: "
+            f"{min(args.repeats, 3)}); the ratios to the naive loop are the ratio of the medians and, per repetition, "
+            f"the naive loop's time over the variant's in the same round (median and range). One-thread float64 matrix product (2048^3) before the workloads: {gemm:.1f} "
             f"GFLOP/s (each table's GEMM column uses the product interleaved with its variants); streaming read: "
             f"{bw:.1f} GB/s."]
     print(head[0])
