@@ -87,6 +87,11 @@ def test_cache_is_keyed_by_parameters(tmp_path):
     assert_same_rows(a.runs, c.runs)
 
 
+def _default_engine_settings(monkeypatch):
+    for var in ("WT_PRECISION", "WT_KERNEL", "WT_CHUNK_BYTES", "WT_DEVICE"):
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.mark.parametrize("name, default, other", [
     ("WT_PRECISION", "float64", "mixed"),
     ("WT_KERNEL", "auto", "torch"),
@@ -98,8 +103,7 @@ def test_cache_is_keyed_by_the_engine_settings(tmp_path, monkeypatch, name, defa
     chunk) are other numbers, and an archive's audit re-executes under the setting it records: they
     go to their own cache, so a run under the defaults never reads them back (and the defaults'
     key, written out or not, is the one the cache had before the settings were keyed)."""
-    for var in ("WT_PRECISION", "WT_KERNEL", "WT_CHUNK_BYTES", "WT_DEVICE"):
-        monkeypatch.delenv(var, raising=False)
+    _default_engine_settings(monkeypatch)
     a = run_sweep(toy_task, TASKS, 2, seed=0, name="p", cache_dir=tmp_path, progress=False)
     assert engine_settings() == {}
     monkeypatch.setenv(name, default)
@@ -113,7 +117,7 @@ def test_cache_is_keyed_by_the_engine_settings(tmp_path, monkeypatch, name, defa
 
 def test_cache_is_keyed_by_a_gpu_device(tmp_path, monkeypatch):
     """A run on a GPU (the torch kernel there agrees with the CPU's only to rounding) has its own cache."""
-    monkeypatch.delenv("WT_DEVICE", raising=False)
+    _default_engine_settings(monkeypatch)
     cpu = run_sweep(toy_task, TASKS, 2, seed=0, name="g", cache_dir=tmp_path, progress=False)
     monkeypatch.setattr(engine, "default_device", lambda: torch.device("cuda"))
     assert engine_settings() == {"engine_device": "cuda"}

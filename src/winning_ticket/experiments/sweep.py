@@ -352,16 +352,11 @@ def engine_settings() -> dict[str, str]:
     """
     from ..algorithms import engine  # here: the engine imports this package
 
-    settings = {}
-    if engine.precision_setting() != "float64":
-        settings["engine_precision"] = engine.precision_setting()
-    if engine.kernel_setting() != "auto":
-        settings["engine_kernel"] = engine.kernel_setting()
-    if engine.engine_chunk_bytes() != engine.CHUNK_BYTES_CPU:
-        settings["engine_chunk_bytes"] = str(engine.engine_chunk_bytes())
-    if engine.default_device().type != "cpu":
-        settings["engine_device"] = str(engine.default_device())
-    return settings
+    values = {"engine_precision": (engine.precision_setting(), "float64"),
+              "engine_kernel": (engine.kernel_setting(), "auto"),
+              "engine_chunk_bytes": (str(engine.engine_chunk_bytes()), str(engine.CHUNK_BYTES_CPU)),
+              "engine_device": (str(engine.default_device()), "cpu")}
+    return {name: value for name, (value, default) in values.items() if value != default}
 
 
 def code_digest(fn: Callable) -> str:
